@@ -1,0 +1,1 @@
+"""slackbot: a Claude assistant that lives in Slack."""
