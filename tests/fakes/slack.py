@@ -1,0 +1,1004 @@
+"""A fake Slack, spoken to over real HTTP and WebSocket on 127.0.0.1.
+
+Tests point the real clients at it (``AsyncWebClient(base_url=slack.api_url)``, Bolt's Socket Mode
+client via ``apps.connections.open``), so what is exercised is the wire format slack_sdk really
+sends, not our guess of it. The fake keeps the state a test wants to assert on (calls, messages,
+downloads) and reproduces the Slack rules our bot has to respect: message size limits,
+``markdown_text`` conflicts, ``ratelimited`` with ``Retry-After``, the Tier-3 ``chat.update``
+budget, and file downloads that answer an HTML sign-in page when the token is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import json
+import math
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, NamedTuple, Self, TypeVar
+from urllib.parse import quote
+
+from aiohttp import WSMsgType, web
+from aiohttp.web_request import FileField
+from slack_sdk.signature import SignatureVerifier
+
+HOST = "127.0.0.1"
+TEXT_LIMIT = 4000
+MARKDOWN_TEXT_LIMIT = 12000
+
+# Fields slack_sdk sends JSON-encoded when it has to use a form or query string.
+_JSON_FIELDS = ("blocks", "attachments", "metadata", "loading_messages")
+
+SIGN_IN_PAGE = (
+    "<!DOCTYPE html><html><head><title>Slack</title></head>"
+    "<body><h1>Sign in to Test</h1><form action='/signin'></form></body></html>"
+)
+
+T = TypeVar("T")
+
+
+@dataclass
+class Call:
+    """One Web API call as the fake received it (``token`` removed from ``params``)."""
+
+    method: str
+    params: dict[str, Any]
+    at: float  # time.monotonic(); CLOCK_MONOTONIC is system-wide on Linux
+    error: str | None = None  # the ``error`` the fake answered with, None when ok
+    response: dict[str, Any] | None = field(default=None, repr=False)
+
+
+class Download(NamedTuple):
+    """A GET on a file URL or ``/redirect``; a tuple so tests can unpack it."""
+
+    path: str
+    had_auth_header: bool
+    auth_header_value: str | None
+
+
+class SlackError(Exception):
+    """Raised inside a method handler to answer ``{"ok": false, "error": ...}``."""
+
+    def __init__(self, error: str, *, status: int = 200, headers: dict[str, str] | None = None):
+        super().__init__(error)
+        self.error = error
+        self.status = status
+        self.headers = headers or {}
+
+
+@dataclass
+class _Failure:
+    error: str
+    status: int
+    retry_after: int | None
+
+
+Handler = Callable[[dict[str, Any]], dict[str, Any] | Awaitable[dict[str, Any]]]
+
+
+def _ts_key(ts: str) -> Decimal:
+    # Decimal, not float: a 16-digit Slack ts does not survive a round trip through a double.
+    try:
+        return Decimal(ts)
+    except InvalidOperation:
+        return Decimal(0)
+
+
+def _truthy(value: Any) -> bool:
+    return value in (True, 1, "1", "true", "True")
+
+
+class FakeSlack:
+    """Slack's Web API at ``{api_url}<method>``, plus file downloads and test controls.
+
+    Construct, ``await start()`` (or ``async with``), then seed it (``add_user_message``,
+    ``add_file``, ``users``), point the code under test at ``api_url`` and assert on ``calls``,
+    ``messages`` and ``downloads``. ``handlers[method] = fn(params) -> dict`` adds or overrides a
+    method; ``fn`` may raise ``SlackError``.
+    """
+
+    def __init__(
+        self,
+        *,
+        bot_token: str = "xoxb-test-token",
+        bot_user_id: str = "UBOT",
+        bot_id: str = "BBOT",
+        team_id: str = "T1",
+        chat_update_per_minute: int | None = None,
+    ) -> None:
+        self.bot_token = bot_token
+        self.app_token = "xapp-test-token"
+        self.bot_user_id = bot_user_id
+        self.bot_id = bot_id
+        self.team_id = team_id
+        self.chat_update_per_minute = chat_update_per_minute
+        self.minute_seconds = 60.0  # shrink to speed up Tier-3 tests and benchmarks
+        self.socket_url: str | None = None  # what apps.connections.open hands out
+        self.socket_server: FakeSocketModeServer | None = None
+
+        self.calls: list[Call] = []
+        self.messages: dict[tuple[str, str], dict[str, Any]] = {}
+        self.users: dict[str, dict[str, Any]] = {}
+        self.missing_users: set[str] = set()
+        self.files: dict[str, dict[str, Any]] = {}
+        self.file_contents: dict[str, bytes] = {}
+        self.file_redirects: dict[str, str] = {}
+        self.downloads: list[Download] = []
+        self.handlers: dict[str, Handler] = {}
+
+        self._failures: dict[str, deque[_Failure]] = {}
+        self._delays: dict[str, float] = {}
+        self._update_times: deque[float] = deque()
+        self._timeline: dict[tuple[str, str], dict[str, float | int]] = {}
+        self._last_ts_us = 0
+        self._file_ids = itertools.count(1)
+        self._changed = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+
+        self.add_user(bot_user_id, display_name="slackbot", is_bot=True)
+        self._methods: dict[str, Handler] = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._chat_post_message,
+            "chat.update": self._chat_update,
+            "chat.delete": self._chat_delete,
+            "users.info": self._users_info,
+            "conversations.replies": self._conversations_replies,
+            "files.info": self._files_info,
+            "assistant.threads.setStatus": self._set_status,
+            "apps.connections.open": self._apps_connections_open,
+        }
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self, port: int = 0) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._handle_api)
+        app.router.add_get("/files-pri/{key}/{tail:.*}", self._handle_file)
+        app.router.add_get("/redirect", self._handle_redirect)
+        app.router.add_get("/_control/stats", self._handle_stats)
+        app.router.add_post("/_control/reset", self._handle_reset)
+        app.router.add_post("/_control/user_message", self._handle_seed_message)
+        app.router.add_post("/_control/push", self._handle_push)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, HOST, port)
+        await site.start()
+        self._port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def host(self) -> str:
+        return HOST
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("FakeSlack is not started")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT``; ``http://localhost:PORT`` reaches it as another host."""
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        # The trailing slash matters: slack_sdk joins method names onto it with urljoin.
+        return f"{self.base_url}/api/"
+
+    # -- test controls --------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        method: str,
+        error: str = "ratelimited",
+        *,
+        times: int = 1,
+        status: int | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        """Answer the next ``times`` calls of ``method`` with ``error``.
+
+        ``ratelimited`` is HTTP 429 with ``Retry-After`` (default 1), as Slack sends it; other
+        errors are HTTP 200 unless ``status`` says otherwise.
+        """
+        if error == "ratelimited":
+            status = status or 429
+            retry_after = 1 if retry_after is None else retry_after
+        queue = self._failures.setdefault(method, deque())
+        queue.extend(_Failure(error, status or 200, retry_after) for _ in range(times))
+
+    def delay(self, method: str, seconds: float) -> None:
+        """Make every call of ``method`` take ``seconds`` longer (0 removes the delay)."""
+        self._delays[method] = seconds
+
+    def attach_socket_mode(self, server: FakeSocketModeServer) -> None:
+        """Hand ``server.url`` out from apps.connections.open and expose it to /_control/push."""
+        self.socket_server = server
+        self.socket_url = server.url
+
+    def next_ts(self) -> str:
+        """A fresh message ts ("%d.%06d" from the wall clock), strictly increasing."""
+        now_us = time.time_ns() // 1000
+        self._last_ts_us = max(now_us, self._last_ts_us + 1)
+        return f"{self._last_ts_us // 1_000_000}.{self._last_ts_us % 1_000_000:06d}"
+
+    def add_user(
+        self,
+        user_id: str,
+        *,
+        display_name: str,
+        real_name: str | None = None,
+        is_bot: bool = False,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """Store a users.info user object with the profile fields the bot reads."""
+        real_name = real_name or display_name
+        user = {
+            "id": user_id,
+            "team_id": self.team_id,
+            "name": display_name.lower().replace(" ", "."),
+            "real_name": real_name,
+            "deleted": False,
+            "is_bot": is_bot,
+            "tz": "Europe/London",
+            "profile": {
+                "display_name": display_name,
+                "display_name_normalized": display_name,
+                "real_name": real_name,
+                "real_name_normalized": real_name,
+            },
+            **extra,
+        }
+        self.users[user_id] = user
+        return user
+
+    def add_user_message(
+        self,
+        channel: str,
+        user: str,
+        text: str,
+        *,
+        thread_ts: str | None = None,
+        files: list[dict[str, Any]] | None = None,
+        bot_id: str | None = None,
+        subtype: str | None = None,
+    ) -> dict[str, Any]:
+        """Store a message as if someone posted it; build its event with ``message_event``."""
+        return self._store(
+            channel,
+            user=user,
+            text=text,
+            thread_ts=thread_ts,
+            files=files,
+            bot_id=bot_id,
+            subtype=subtype,
+        )
+
+    def add_file(
+        self,
+        *,
+        name: str,
+        mimetype: str,
+        content: bytes,
+        filetype: str | None = None,
+        redirect_to: str | None = None,
+    ) -> dict[str, Any]:
+        """Store a file and return its Slack file object; the server must be started.
+
+        With ``redirect_to``, an authorised download answers 302 to that URL instead.
+        """
+        file_id = f"F{next(self._file_ids):010d}"
+        prefix = f"{self.base_url}/files-pri/{self.team_id}-{file_id}"
+        if filetype is None:
+            filetype = name.rsplit(".", 1)[-1].lower() if "." in name else "binary"
+        file = {
+            "id": file_id,
+            "created": int(time.time()),
+            "timestamp": int(time.time()),
+            "name": name,
+            "title": name,
+            "mimetype": mimetype,
+            "filetype": filetype,
+            "user": "U0000000001",
+            "mode": "hosted",
+            "is_external": False,
+            "is_public": False,
+            "size": len(content),
+            "url_private": f"{prefix}/{quote(name)}",
+            "url_private_download": f"{prefix}/download/{quote(name)}",
+            "permalink": f"{self.base_url}/files/U0000000001/{file_id}/{quote(name)}",
+        }
+        self.files[file_id] = file
+        self.file_contents[file_id] = content
+        if redirect_to is not None:
+            self.file_redirects[file_id] = redirect_to
+        return file
+
+    def reset(self) -> None:
+        """Forget what happened (calls, messages, downloads, failures) but keep the set-up."""
+        self.calls.clear()
+        self.messages.clear()
+        self.downloads.clear()
+        self._failures.clear()
+        self._update_times.clear()
+        self._timeline.clear()
+
+    # -- assertions -----------------------------------------------------------------------
+
+    def calls_to(self, method: str) -> list[Call]:
+        return [call for call in self.calls if call.method == method]
+
+    def bot_messages(self, channel: str, thread_ts: str | None = None) -> list[dict[str, Any]]:
+        """Messages the bot posted in ``channel`` (in that thread if given), oldest first."""
+        found = [
+            m
+            for m in self.messages.values()
+            if m["channel"] == channel
+            and m["bot_id"] == self.bot_id
+            and (thread_ts is None or m["thread_ts"] == thread_ts)
+        ]
+        return sorted(found, key=lambda m: _ts_key(m["ts"]))
+
+    def final_text(self, channel: str, ts: str) -> str:
+        """The message's current content: ``markdown_text`` if it has one, else ``text``."""
+        message = self.messages.get((channel, ts))
+        if message is None:
+            raise AssertionError(f"no message {channel}/{ts}; have {sorted(self.messages)}")
+        if message["markdown_text"] is not None:
+            return str(message["markdown_text"])
+        return str(message["text"] or "")
+
+    async def wait_for(self, predicate: Callable[[], T], timeout: float = 5.0) -> T:
+        """Wait until ``predicate()`` is truthy and return it; woken by every API call.
+
+        It also re-checks every 50 ms, so predicates on state outside the fake work too.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not (result := predicate()):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                recent = ", ".join(
+                    f"{c.method}({c.error})" if c.error else c.method for c in self.calls[-12:]
+                )
+                name = getattr(predicate, "__qualname__", repr(predicate))
+                raise AssertionError(
+                    f"{name} still false after {timeout}s; last Slack calls: [{recent}]"
+                )
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.05))
+        return result
+
+    def stats(self) -> dict[str, Any]:
+        """What /_control/stats serves: a JSON summary for a benchmark in another process."""
+        errors: dict[str, Counter[str]] = {}
+        for call in self.calls:
+            if call.error:
+                errors.setdefault(call.method, Counter())[call.error] += 1
+        messages = []
+        for key, m in sorted(self.messages.items(), key=lambda kv: _ts_key(kv[0][1])):
+            messages.append(
+                {
+                    "channel": m["channel"],
+                    "ts": m["ts"],
+                    "thread_ts": m["thread_ts"],
+                    "user": m["user"],
+                    "bot": m["bot_id"] == self.bot_id,
+                    "chars": len(self.final_text(*key)),
+                    **self._timeline.get(key, {}),
+                }
+            )
+        return {
+            "now": time.monotonic(),
+            "calls": dict(Counter(call.method for call in self.calls)),
+            "errors": {method: dict(counts) for method, counts in errors.items()},
+            "call_log": [
+                {
+                    "method": c.method,
+                    "at": c.at,
+                    "error": c.error,
+                    "channel": c.params.get("channel"),
+                    "ts": c.params.get("ts") or (c.response or {}).get("ts"),
+                    "thread_ts": c.params.get("thread_ts"),
+                }
+                for c in self.calls
+            ],
+            "messages": messages,
+            "acks": list(self.socket_server.acks) if self.socket_server else [],
+        }
+
+    # -- HTTP plumbing --------------------------------------------------------------------
+
+    async def _handle_api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        params = await _read_params(request)
+        token = params.pop("token", None)
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            token = auth.removeprefix("Bearer ")
+        call = Call(method, params, time.monotonic())
+        self.calls.append(call)
+        try:
+            if seconds := self._delays.get(method):
+                await asyncio.sleep(seconds)
+            status, headers, body = await self._dispatch(method, params, token)
+            call.error = None if body.get("ok") else body.get("error")
+            call.response = body
+            return web.json_response(body, status=status, headers=headers)
+        finally:
+            self._changed.set()
+
+    async def _dispatch(
+        self, method: str, params: dict[str, Any], token: str | None
+    ) -> tuple[int, dict[str, str], dict[str, Any]]:
+        try:
+            failures = self._failures.get(method)
+            if failures:
+                failure = failures.popleft()
+                headers = {}
+                if failure.retry_after is not None:
+                    headers["Retry-After"] = str(failure.retry_after)
+                raise SlackError(failure.error, status=failure.status, headers=headers)
+            expected = self.app_token if method == "apps.connections.open" else self.bot_token
+            if token != expected:
+                raise SlackError("invalid_auth")
+            if method == "chat.update":
+                self._take_update_slot()
+            handler = self.handlers.get(method) or self._methods.get(method)
+            if handler is None:
+                raise SlackError("unknown_method")
+            body = handler(params)
+            if not isinstance(body, dict):
+                body = await body
+            return 200, {}, body
+        except SlackError as e:
+            return e.status, e.headers, {"ok": False, "error": e.error}
+
+    def _take_update_slot(self) -> None:
+        """Tier 3: at most ``chat_update_per_minute`` updates in any sliding minute."""
+        if self.chat_update_per_minute is None:
+            return
+        now = time.monotonic()
+        window = self.minute_seconds
+        while self._update_times and self._update_times[0] <= now - window:
+            self._update_times.popleft()
+        if len(self._update_times) >= self.chat_update_per_minute:
+            wait = self._update_times[0] + window - now
+            retry_after = max(1, math.ceil(wait))
+            raise SlackError("ratelimited", status=429, headers={"Retry-After": str(retry_after)})
+        self._update_times.append(now)
+
+    async def _handle_file(self, request: web.Request) -> web.StreamResponse:
+        auth = request.headers.get("Authorization")
+        self.downloads.append(Download(request.path_qs, auth is not None, auth))
+        self._changed.set()
+        if auth != f"Bearer {self.bot_token}":
+            # Real Slack: 200 and an HTML sign-in page, not a 401.
+            return web.Response(text=SIGN_IN_PAGE, content_type="text/html")
+        file_id = request.match_info["key"].partition("-")[2]
+        if file_id not in self.files:
+            return web.Response(status=404, text="file not found", content_type="text/html")
+        if redirect := self.file_redirects.get(file_id):
+            raise web.HTTPFound(redirect)
+        return web.Response(
+            body=self.file_contents[file_id], content_type=self.files[file_id]["mimetype"]
+        )
+
+    async def _handle_redirect(self, request: web.Request) -> web.Response:
+        auth = request.headers.get("Authorization")
+        self.downloads.append(Download(request.path_qs, auth is not None, auth))
+        self._changed.set()
+        raise web.HTTPFound(request.query["to"])
+
+    async def _handle_stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats())
+
+    async def _handle_reset(self, request: web.Request) -> web.Response:
+        self.reset()
+        return web.json_response({"ok": True})
+
+    async def _handle_seed_message(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        message = self.add_user_message(
+            body["channel"], body["user"], body["text"], thread_ts=body.get("thread_ts")
+        )
+        return web.json_response(message)
+
+    async def _handle_push(self, request: web.Request) -> web.Response:
+        if self.socket_server is None:
+            return web.json_response({"error": "no socket mode server attached"}, status=409)
+        body = await request.json()
+        envelope_id = await self.socket_server.push(
+            body["payload"], envelope_id=body.get("envelope_id")
+        )
+        return web.json_response({"envelope_id": envelope_id})
+
+    # -- message state --------------------------------------------------------------------
+
+    def _store(
+        self,
+        channel: str,
+        *,
+        user: str,
+        text: str | None,
+        thread_ts: str | None = None,
+        markdown_text: str | None = None,
+        blocks: list[Any] | None = None,
+        files: list[dict[str, Any]] | None = None,
+        bot_id: str | None = None,
+        subtype: str | None = None,
+    ) -> dict[str, Any]:
+        ts = self.next_ts()
+        message = {
+            "type": "message",
+            "channel": channel,
+            "ts": ts,
+            "thread_ts": thread_ts,
+            "user": user,
+            "bot_id": bot_id,
+            "subtype": subtype,
+            "text": text,
+            "markdown_text": markdown_text,
+            "blocks": blocks,
+            "files": files,
+        }
+        self.messages[(channel, ts)] = message
+        self._timeline[(channel, ts)] = {"posted_at": time.monotonic(), "updates": 0}
+        self._changed.set()
+        return message
+
+    def _public(self, message: dict[str, Any]) -> dict[str, Any]:
+        """A stored message as the API returns it: absent fields left out, thread info added."""
+        out = {k: v for k, v in message.items() if v is not None and k != "channel"}
+        if out.get("text") is None:
+            out["text"] = message["markdown_text"] or ""
+        replies = [
+            m
+            for m in self.messages.values()
+            if m["channel"] == message["channel"] and m["thread_ts"] == message["ts"]
+        ]
+        if replies:
+            out["thread_ts"] = message["ts"]
+            out["reply_count"] = len(replies)
+            out["reply_users"] = sorted({m["user"] for m in replies})
+            out["latest_reply"] = max((m["ts"] for m in replies), key=_ts_key)
+        if message["bot_id"] == self.bot_id:
+            out["app_id"] = "A1"
+        return out
+
+    # -- Web API methods ------------------------------------------------------------------
+
+    def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "url": f"{self.base_url}/",
+            "team": "Test",
+            "user": "slackbot",
+            "team_id": self.team_id,
+            "user_id": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "is_enterprise_install": False,
+        }
+
+    def _content(self, params: dict[str, Any]) -> tuple[str | None, str | None, list[Any] | None]:
+        """Validate text/markdown_text/blocks the way chat.postMessage and chat.update do."""
+        text = params.get("text") or None
+        markdown_text = params.get("markdown_text") or None
+        blocks = params.get("blocks") or None
+        if markdown_text is not None and (text is not None or blocks is not None):
+            raise SlackError("markdown_text_conflict")
+        if text is None and markdown_text is None and blocks is None:
+            raise SlackError("no_text")
+        if text is not None and len(text) > TEXT_LIMIT:
+            raise SlackError("msg_too_long")
+        if markdown_text is not None and len(markdown_text) > MARKDOWN_TEXT_LIMIT:
+            raise SlackError("msg_too_long")
+        return text, markdown_text, blocks
+
+    def _chat_post_message(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = params.get("channel")
+        if not channel:
+            raise SlackError("channel_not_found")
+        text, markdown_text, blocks = self._content(params)
+        message = self._store(
+            channel,
+            user=self.bot_user_id,
+            bot_id=self.bot_id,
+            text=text,
+            markdown_text=markdown_text,
+            blocks=blocks,
+            thread_ts=params.get("thread_ts") or None,
+        )
+        return {
+            "ok": True,
+            "channel": channel,
+            "ts": message["ts"],
+            "message": self._public(message),
+        }
+
+    def _own_message(self, params: dict[str, Any], refusal: str) -> dict[str, Any]:
+        message = self.messages.get((params.get("channel", ""), params.get("ts", "")))
+        if message is None:
+            raise SlackError("message_not_found")
+        if message["user"] != self.bot_user_id:
+            raise SlackError(refusal)
+        return message
+
+    def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        message = self._own_message(params, "cant_update_message")
+        text, markdown_text, blocks = self._content(params)
+        # Like Slack, blocks are kept when an update does not send any.
+        message.update(text=text, markdown_text=markdown_text, blocks=blocks or message["blocks"])
+        key = (message["channel"], message["ts"])
+        timeline = self._timeline.setdefault(key, {"updates": 0})
+        timeline["updates"] = int(timeline.get("updates", 0)) + 1
+        timeline["updated_at"] = time.monotonic()
+        return {
+            "ok": True,
+            "channel": message["channel"],
+            "ts": message["ts"],
+            "text": text if text is not None else markdown_text or "",
+            "message": self._public(message),
+        }
+
+    def _chat_delete(self, params: dict[str, Any]) -> dict[str, Any]:
+        message = self._own_message(params, "cant_delete_message")
+        del self.messages[(message["channel"], message["ts"])]
+        return {"ok": True, "channel": message["channel"], "ts": message["ts"]}
+
+    def _users_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        user_id = params.get("user", "")
+        if not user_id or user_id in self.missing_users:
+            raise SlackError("user_not_found")
+        user = self.users.get(user_id)
+        if user is None:
+            name = f"user-{user_id}"
+            user = {
+                "id": user_id,
+                "team_id": self.team_id,
+                "name": name,
+                "real_name": f"User {user_id}",
+                "deleted": False,
+                "is_bot": False,
+                "profile": {
+                    "display_name": name,
+                    "display_name_normalized": name,
+                    "real_name": f"User {user_id}",
+                    "real_name_normalized": f"User {user_id}",
+                },
+            }
+        return {"ok": True, "user": user}
+
+    def _conversations_replies(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Thread root and replies, oldest first, paginated by a ts cursor.
+
+        ``oldest``/``latest``/``inclusive`` filter every message, the root included; a
+        continuation page does not repeat the root (as Slack's do not).
+        """
+        channel = params.get("channel", "")
+        root = self.messages.get((channel, params.get("ts", "")))
+        if root is None:
+            raise SlackError("thread_not_found")
+        if root["thread_ts"] and (channel, root["thread_ts"]) in self.messages:
+            root = self.messages[(channel, root["thread_ts"])]
+        root_ts = root["ts"]
+        thread = sorted(
+            (
+                m
+                for m in self.messages.values()
+                if m["channel"] == channel and (m["ts"] == root_ts or m["thread_ts"] == root_ts)
+            ),
+            key=lambda m: _ts_key(m["ts"]),
+        )
+        inclusive = _truthy(params.get("inclusive"))
+        oldest = _ts_key(str(params.get("oldest") or "0"))
+        latest = _ts_key(str(params["latest"])) if params.get("latest") else None
+
+        def in_range(ts: Decimal) -> bool:
+            above = ts > oldest or (inclusive and ts == oldest)
+            below = latest is None or ts < latest or (inclusive and ts == latest)
+            return above and below
+
+        selected = [m for m in thread if in_range(_ts_key(m["ts"]))]
+        if cursor := params.get("cursor"):
+            try:
+                after = _ts_key(base64.urlsafe_b64decode(cursor).decode().removeprefix("ts:"))
+            except ValueError as e:
+                raise SlackError("invalid_cursor") from e
+            selected = [m for m in selected if _ts_key(m["ts"]) > after]
+        limit = int(params.get("limit") or 1000)
+        limit = min(max(limit, 1), 1000)
+        page, has_more = selected[:limit], len(selected) > limit
+        next_cursor = ""
+        if has_more:
+            next_cursor = base64.urlsafe_b64encode(f"ts:{page[-1]['ts']}".encode()).decode()
+        return {
+            "ok": True,
+            "messages": [self._public(m) for m in page],
+            "has_more": has_more,
+            "response_metadata": {"next_cursor": next_cursor},
+        }
+
+    def _files_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        file = self.files.get(params.get("file", ""))
+        if file is None:
+            raise SlackError("file_not_found")
+        return {"ok": True, "file": file, "comments": [], "response_metadata": {"next_cursor": ""}}
+
+    def _set_status(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True}
+
+    def _apps_connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self.socket_url is None:
+            raise SlackError("fake_socket_url_not_set")
+        return {"ok": True, "url": self.socket_url}
+
+
+async def _read_params(request: web.Request) -> dict[str, Any]:
+    """Merge query string and body, whichever encoding slack_sdk chose.
+
+    AsyncWebClient sends JSON bodies for chat.* and query strings for ``params=`` methods even
+    on POST; the sync client and Bolt's responders use forms; file uploads use multipart.
+    """
+    params: dict[str, Any] = dict(request.query)
+    if request.can_read_body:
+        if request.content_type == "application/json":
+            body = await request.json()
+            if isinstance(body, dict):
+                params.update(body)
+        elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            form = await request.post()
+            for key, value in form.items():
+                if isinstance(value, FileField):
+                    params[key] = value.file.read()
+                else:
+                    params[key] = value
+    for key in _JSON_FIELDS:
+        if isinstance(params.get(key), str):
+            with contextlib.suppress(ValueError):
+                params[key] = json.loads(params[key])
+    return params
+
+
+# -- Socket Mode ------------------------------------------------------------------------------
+
+
+class FakeSocketModeServer:
+    """Slack's Socket Mode WebSocket: says ``hello``, pushes envelopes, records acks.
+
+    slack_sdk's aiohttp client connects with ``autoping=False`` and sends its own pings;
+    aiohttp's server side answers them (``autoping=True``) with the same payload, which is what
+    the client checks.
+    """
+
+    def __init__(self, *, app_id: str = "A1") -> None:
+        self.app_id = app_id
+        self.acks: list[dict[str, Any]] = []
+        self.received: list[dict[str, Any]] = []
+        self.connections = 0
+        self._ws: web.WebSocketResponse | None = None
+        self._open: set[web.WebSocketResponse] = set()
+        self._connected = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+
+    async def start(self, port: int = 0) -> None:
+        app = web.Application()
+        app.router.add_get("/link", self._handle_ws)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, HOST, port)
+        await site.start()
+        self._port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def close(self) -> None:
+        for ws in list(self._open):
+            await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("FakeSocketModeServer is not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"ws://{HOST}:{self.port}/link"
+
+    async def push(
+        self,
+        payload: dict[str, Any],
+        *,
+        envelope_id: str | None = None,
+        retry_attempt: int = 0,
+        retry_reason: str = "",
+    ) -> str:
+        """Send an ``events_api`` envelope to the connected client; returns its envelope_id."""
+        if self._ws is None or self._ws.closed:
+            raise RuntimeError("no Socket Mode client is connected")
+        envelope_id = envelope_id or str(uuid.uuid4())
+        await self._ws.send_json(
+            {
+                "envelope_id": envelope_id,
+                "payload": payload,
+                "type": "events_api",
+                "accept_response_payload": False,
+                "retry_attempt": retry_attempt,
+                "retry_reason": retry_reason,
+            }
+        )
+        return envelope_id
+
+    async def send_disconnect(self, reason: str = "refresh_requested") -> None:
+        """Ask the client to reconnect, as Slack does every few hours."""
+        if self._ws is not None and not self._ws.closed:
+            await self._ws.send_json(
+                {"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-fake"}}
+            )
+
+    async def wait_connected(self, timeout: float = 5.0) -> None:
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"no Socket Mode client connected within {timeout}s") from None
+
+    async def wait_ack(self, envelope_id: str, timeout: float = 5.0) -> dict[str, Any]:
+        """Wait for the client's ack of ``envelope_id`` and return it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            for ack in self.acks:
+                if ack.get("envelope_id") == envelope_id:
+                    return ack
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AssertionError(f"envelope {envelope_id} not acked within {timeout}s")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+
+    async def _handle_ws(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        self._open.add(ws)
+        self._ws = ws
+        self.connections += 1
+        await ws.send_json(
+            {
+                "type": "hello",
+                "num_connections": 1,
+                "debug_info": {
+                    "host": "applink-fake",
+                    "build_number": 1,
+                    "approximate_connection_time": 18060,
+                },
+                "connection_info": {"app_id": self.app_id},
+            }
+        )
+        self._connected.set()
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                data = json.loads(msg.data)
+                self.received.append(data)
+                if "envelope_id" in data:
+                    self.acks.append(data)
+                self._changed.set()
+        finally:
+            self._open.discard(ws)
+            if self._ws is ws:
+                self._ws = None
+                self._connected.clear()
+        return ws
+
+
+# -- Events API helpers ----------------------------------------------------------------------
+
+
+def event_callback(
+    event: dict[str, Any],
+    *,
+    team_id: str = "T1",
+    event_id: str | None = None,
+    api_app_id: str = "A1",
+    bot_user_id: str = "UBOT",
+) -> dict[str, Any]:
+    """Wrap ``event`` in the ``event_callback`` envelope Slack POSTs (or pushes via Socket Mode)."""
+    return {
+        "token": "verification-token",
+        "team_id": team_id,
+        "api_app_id": api_app_id,
+        "event": event,
+        "type": "event_callback",
+        "event_id": event_id or f"Ev{uuid.uuid4().hex[:10].upper()}",
+        "event_time": int(time.time()),
+        "authorizations": [
+            {
+                "enterprise_id": None,
+                "team_id": team_id,
+                "user_id": bot_user_id,
+                "is_bot": True,
+                "is_enterprise_install": False,
+            }
+        ],
+        "is_ext_shared_channel": False,
+        "event_context": f"4-{uuid.uuid4().hex}",
+    }
+
+
+def message_event(
+    message: dict[str, Any], *, type: str = "message", channel_type: str | None = "channel"
+) -> dict[str, Any]:
+    """The Slack event for a stored message (``type="app_mention"`` has no ``channel_type``)."""
+    event = {
+        "type": type,
+        "channel": message["channel"],
+        "user": message["user"],
+        "text": message["text"] or "",
+        "ts": message["ts"],
+        "event_ts": message["ts"],
+        "team": "T1",
+    }
+    if type == "message" and channel_type is not None:
+        event["channel_type"] = channel_type
+    for key in ("thread_ts", "files", "subtype", "bot_id"):
+        if message.get(key) is not None:
+            event[key] = message[key]
+    return event
+
+
+def signed_event_request(
+    signing_secret: str,
+    payload: dict[str, Any],
+    *,
+    timestamp: int | None = None,
+    retry_num: int | None = None,
+    retry_reason: str | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """Body and headers of an Events API request as Slack signs it, for Bolt's HTTP mode."""
+    body = json.dumps(payload).encode()
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    signature = SignatureVerifier(signing_secret).generate_signature(timestamp=ts, body=body)
+    headers = {
+        "Content-Type": "application/json",
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": signature or "",
+    }
+    if retry_num is not None:
+        headers["X-Slack-Retry-Num"] = str(retry_num)
+    if retry_reason is not None:
+        headers["X-Slack-Retry-Reason"] = retry_reason
+    return body, headers
