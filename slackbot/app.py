@@ -1,0 +1,74 @@
+"""Bolt wiring: which Slack events the bot answers, handed to `Conversations`.
+
+Bolt verifies request signatures (and rejects stale timestamps), acknowledges each event before
+the listener runs, and ignores the bot's own events. The listeners only decide *whether* a
+message is for the bot and turn it into an `Incoming`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_sdk.web.async_client import AsyncWebClient
+
+from slackbot.config import Settings
+from slackbot.conversation import Conversations, Incoming
+from slackbot.incoming import is_person_message
+
+log = logging.getLogger(__name__)
+
+
+def incoming_from(event: dict[str, Any], body: dict[str, Any], *, is_dm: bool) -> Incoming:
+    return Incoming(
+        team=str(body.get("team_id") or event.get("team") or ""),
+        channel=str(event["channel"]),
+        ts=str(event["ts"]),
+        user=str(event.get("user") or ""),
+        text=str(event.get("text") or ""),
+        thread_ts=event.get("thread_ts"),
+        event_id=body.get("event_id"),
+        is_dm=is_dm,
+        message=event,
+    )
+
+
+def build_app(
+    settings: Settings, *, client: AsyncWebClient, conversations: Conversations
+) -> AsyncApp:
+    app = AsyncApp(
+        client=client,
+        signing_secret=settings.slack_signing_secret or "",
+        request_verification_enabled=bool(settings.slack_signing_secret),
+        process_before_response=False,
+    )
+
+    async def dispatch(msg: Incoming, context: AsyncBoltContext) -> None:
+        if conversations.bot_user_id is None:
+            conversations.bot_user_id = context.bot_user_id
+        await conversations.handle(msg)
+
+    @app.event("app_mention")
+    async def answer_mention(
+        event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        if not is_person_message(event, context.bot_user_id):
+            return
+        await dispatch(incoming_from(event, body, is_dm=False), context)
+
+    @app.event("message")
+    async def answer_direct_message(
+        event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        # Channel messages are answered only through app_mention, so the bot never intrudes.
+        if event.get("channel_type") != "im" or not is_person_message(event, context.bot_user_id):
+            return
+        await dispatch(incoming_from(event, body, is_dm=True), context)
+
+    @app.error
+    async def log_errors(error: Exception, body: dict[str, Any]) -> None:
+        log.error("unhandled error for event %s: %r", body.get("event_id"), error)
+
+    return app

@@ -1,0 +1,174 @@
+"""Settings, read once from the environment into one frozen dataclass.
+
+This is the only module that reads `os.environ`; every default lives here. It imports nothing
+heavy, so that `slackbot` can reject a missing setting within a fraction of a second, before Bolt
+or the Anthropic SDK are loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+DEFAULT_MODEL = "claude-sonnet-5"
+DEFAULT_MAX_TOKENS = 8192
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful assistant that lives in Slack. People talk to you by @-mentioning you in "
+    "channel threads or by direct message. Several people may speak in one thread: each of their "
+    "messages starts with the speaker's name. Answer the latest message, using the thread as "
+    "context. Your reply is shown in Slack, which renders standard Markdown (headings, bold, "
+    "lists, links, code blocks): use it where it helps, keep answers focused, and prefer short "
+    "paragraphs to walls of text."
+)
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; its text is the one line the operator sees."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the bot can be configured with (see the README's table)."""
+
+    slack_bot_token: str
+    anthropic_api_key: str
+    slack_signing_secret: str | None = None
+    slack_app_token: str | None = None
+    anthropic_base_url: str | None = None
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+    slack_file_hosts: tuple[str, ...] = ()
+    db_path: str = "slackbot.db"
+    port: int = 3000
+    claude_model: str = DEFAULT_MODEL
+    claude_model_is_default: bool = True
+    claude_max_tokens: int = DEFAULT_MAX_TOKENS
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    dm_idle_hours: float = 24.0
+    edit_interval: float = 1.0
+    edit_budget_per_minute: float = 45.0
+    edit_burst: int = 5
+    max_file_bytes: int = 20 * 1024 * 1024
+    log_level: str = "INFO"
+
+    @property
+    def socket_mode(self) -> bool:
+        """Socket Mode when an app-level token is given; HTTP mode otherwise (the issue's rule)."""
+        return bool(self.slack_app_token)
+
+    @property
+    def slack_api_host(self) -> str:
+        return urlsplit(self.slack_api_url).hostname or ""
+
+
+def _required(env: Mapping[str, str], name: str, *, prefix: str | None = None) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigError(f"{name} is not set: see the README's settings table")
+    if prefix and not value.startswith(prefix):
+        raise ConfigError(f"{name} must start with {prefix!r}")
+    return value
+
+
+def _optional(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum:g}, got {raw!r}")
+    return value
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, default: str | None) -> str | None:
+    raw = _optional(env, name)
+    if raw is None:
+        return default
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name} must be an http(s) URL, got {raw!r}")
+    return raw
+
+
+def _edit_budget(env: Mapping[str, str]) -> tuple[float, int]:
+    """`SLACKBOT_EDIT_BUDGET` is "45" (per minute) or "45/5" (per minute / burst)."""
+    raw = env.get("SLACKBOT_EDIT_BUDGET", "").strip()
+    if not raw:
+        return 45.0, 5
+    rate, _, burst = raw.partition("/")
+    try:
+        per_minute = float(rate)
+        burst_n = int(burst) if burst else 5
+    except ValueError:
+        raise ConfigError(
+            f"SLACKBOT_EDIT_BUDGET must look like '45' or '45/5', got {raw!r}"
+        ) from None
+    if per_minute <= 0 or burst_n < 1:
+        raise ConfigError(f"SLACKBOT_EDIT_BUDGET must be positive, got {raw!r}")
+    return per_minute, burst_n
+
+
+def load_settings(env: Mapping[str, str], *, need_slack: bool = True) -> Settings:
+    """Build `Settings` from an environment mapping, or raise `ConfigError` naming the variable."""
+    bot_token = _required(env, "SLACK_BOT_TOKEN", prefix="xoxb-") if need_slack else ""
+    app_token = _optional(env, "SLACK_APP_TOKEN")
+    if app_token and not app_token.startswith("xapp-"):
+        raise ConfigError("SLACK_APP_TOKEN must start with 'xapp-'")
+    signing_secret = _optional(env, "SLACK_SIGNING_SECRET")
+    if need_slack and not app_token and not signing_secret:
+        raise ConfigError(
+            "SLACK_SIGNING_SECRET is not set: HTTP mode needs it "
+            "(or set SLACK_APP_TOKEN for Socket Mode)"
+        )
+    api_key = _required(env, "ANTHROPIC_API_KEY") if need_slack else ""
+    model = _optional(env, "CLAUDE_MODEL")
+    budget, burst = _edit_budget(env)
+    slack_api_url = _url(env, "SLACK_API_URL", DEFAULT_SLACK_API_URL) or DEFAULT_SLACK_API_URL
+    if not slack_api_url.endswith("/"):
+        slack_api_url += "/"  # slack_sdk joins method names onto it
+    hosts = tuple(
+        h.strip().lower() for h in env.get("SLACK_FILE_HOSTS", "").split(",") if h.strip()
+    )
+    return Settings(
+        slack_bot_token=bot_token,
+        anthropic_api_key=api_key,
+        slack_signing_secret=signing_secret,
+        slack_app_token=app_token,
+        anthropic_base_url=_url(env, "ANTHROPIC_BASE_URL", None),
+        slack_api_url=slack_api_url,
+        slack_file_hosts=hosts,
+        db_path=_optional(env, "SLACKBOT_DB") or "slackbot.db",
+        port=_integer(env, "PORT", 3000, minimum=0),
+        claude_model=model or DEFAULT_MODEL,
+        claude_model_is_default=model is None,
+        claude_max_tokens=_integer(env, "CLAUDE_MAX_TOKENS", DEFAULT_MAX_TOKENS, minimum=1),
+        system_prompt=_optional(env, "CLAUDE_SYSTEM_PROMPT") or DEFAULT_SYSTEM_PROMPT,
+        dm_idle_hours=_number(env, "SLACKBOT_DM_IDLE_HOURS", 24.0, minimum=0),
+        edit_interval=_number(env, "SLACKBOT_EDIT_INTERVAL", 1.0, minimum=0),
+        edit_budget_per_minute=budget,
+        edit_burst=burst,
+        max_file_bytes=int(_number(env, "SLACKBOT_MAX_FILE_MB", 20, minimum=0.001) * 1024 * 1024),
+        log_level=(_optional(env, "SLACKBOT_LOG_LEVEL") or "INFO").upper(),
+    )

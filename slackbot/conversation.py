@@ -1,0 +1,245 @@
+"""The order of one turn: dedupe, placeholder, sync, store, history, stream, final text.
+
+This is the only module that touches the store, Slack and Claude together. Whatever fails, the
+placeholder is always replaced by an answer or by a readable error, and the reply is stored
+before its final edit goes out, so a quick follow-up always sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from slackbot import errors, markdown
+from slackbot.claude import Claude, StreamResult
+from slackbot.config import Settings
+from slackbot.edit_budget import EditBudgets
+from slackbot.files import FileFetcher
+from slackbot.history import build_messages
+from slackbot.incoming import read_message
+from slackbot.people import People
+from slackbot.reply import LiveReply, call_with_retry
+from slackbot.sequencer import Sequencer
+from slackbot.store import Store
+from slackbot.thread_sync import sync_thread
+
+log = logging.getLogger(__name__)
+
+#: How often a streaming reply's text is saved, so a crash can close it with what was shown.
+CHECKPOINT_SECONDS = 2.0
+
+RESET_WORDS = frozenset({"reset"})
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A person's message that the bot should answer, as the listeners hand it over."""
+
+    team: str
+    channel: str
+    ts: str
+    user: str
+    text: str
+    thread_ts: str | None = None
+    event_id: str | None = None
+    is_dm: bool = False
+    message: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sequence_key(self) -> tuple[str, str, str]:
+        if self.is_dm and self.thread_ts is None:
+            return (self.team, self.channel, "dm")
+        return (self.team, self.channel, self.thread_ts or self.ts)
+
+
+@dataclass
+class Conversations:
+    settings: Settings
+    client: AsyncWebClient
+    store: Store
+    claude: Claude
+    people: People
+    fetcher: FileFetcher
+    budgets: EditBudgets
+    bot_user_id: str | None = None
+    sequencer: Sequencer = field(default_factory=Sequencer)
+    #: Messages taken through `handle` so far (answered, duplicate or failed): for monitoring.
+    handled: int = 0
+
+    async def handle(self, msg: Incoming) -> None:
+        """Answer one message; never raises (errors end up in the thread and the log)."""
+        ticket = self.sequencer.enter(msg.sequence_key)
+        try:
+            if not await self.store.claim_event(msg.event_id, msg.channel, msg.ts):
+                log.info("duplicate delivery of %s/%s ignored", msg.channel, msg.ts)
+                return
+            await self._answer(msg, queued=ticket.must_wait, wait_turn=ticket.wait)
+        except Exception:
+            log.exception("could not answer %s/%s", msg.channel, msg.ts)
+        finally:
+            ticket.release()
+            self.handled += 1
+
+    async def _answer(self, msg: Incoming, *, queued: bool, wait_turn: Any) -> None:
+        top_level_dm = msg.is_dm and msg.thread_ts is None
+        if top_level_dm and msg.text.strip().lower() in RESET_WORDS:
+            await self.store.reset_dm(msg.team, msg.channel)
+            await self._post(msg.channel, None, errors.RESET_DONE)
+            return
+        if top_level_dm:
+            conversation_id = await self.store.dm_conversation(
+                msg.team, msg.channel, msg.ts, self.settings.dm_idle_hours * 3600
+            )
+            reply_thread = None
+        else:
+            reply_thread = msg.thread_ts or msg.ts
+            conversation_id = await self.store.thread_conversation(
+                msg.team, msg.channel, reply_thread
+            )
+        placeholder = errors.QUEUED if queued else errors.PLACEHOLDER
+        first_ts = await self._post(msg.channel, reply_thread, placeholder)
+        reply_id = await self.store.begin_reply(
+            conversation_id, answers_ts=msg.ts, channel=msg.channel, first_ts=first_ts
+        )
+        live = LiveReply(
+            self.client,
+            self.budgets.for_team(msg.team),
+            channel=msg.channel,
+            thread_ts=reply_thread,
+            first_ts=first_ts,
+            interval=self.settings.edit_interval,
+        )
+        try:
+            await wait_turn()
+            notes = await self._store_turns(msg, conversation_id)
+            history = build_messages(await self.store.history(conversation_id, msg.ts))
+            result = await self._stream(live, reply_id, history)
+        except Exception:
+            log.exception("turn failed before Claude answered")
+            await self._close(live, reply_id, StreamResult(), errors.incomplete(errors.INTERNAL))
+            return
+        note = self._note_for(result, notes)
+        await self._close(live, reply_id, result, note)
+
+    async def _store_turns(self, msg: Incoming, conversation_id: int) -> list[str]:
+        """Sync the thread (best-effort) and store the message being answered."""
+        if msg.thread_ts is not None:
+            await sync_thread(
+                client=self.client,
+                store=self.store,
+                people=self.people,
+                fetcher=self.fetcher,
+                conversation_id=conversation_id,
+                channel=msg.channel,
+                thread_ts=msg.thread_ts,
+                up_to_ts=msg.ts,
+                bot_user_id=self.bot_user_id,
+            )
+        turn = await read_message(
+            msg.message, people=self.people, fetcher=self.fetcher, bot_user_id=self.bot_user_id
+        )
+        await self.store.add_user_turn(
+            conversation_id,
+            ts=turn.ts,
+            user_id=turn.user_id,
+            user_name=turn.user_name,
+            text=turn.text,
+            images=turn.images,
+            notes=[note.text for note in turn.notes],
+        )
+        return [note.text for note in turn.notes]
+
+    async def _stream(
+        self, live: LiveReply, reply_id: int, history: list[dict[str, Any]]
+    ) -> StreamResult:
+        live.start()
+        checkpoint = asyncio.create_task(self._checkpoint(live, reply_id))
+        try:
+            return await self.claude.stream(history, live.append)
+        finally:
+            checkpoint.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checkpoint
+
+    async def _checkpoint(self, live: LiveReply, reply_id: int) -> None:
+        saved = ""
+        while True:
+            await asyncio.sleep(CHECKPOINT_SECONDS)
+            if live.text != saved:
+                saved = live.text
+                await self.store.update_reply(
+                    reply_id, text=saved, message_ts=live.message_ts, status="streaming"
+                )
+
+    @staticmethod
+    def _note_for(result: StreamResult, file_notes: list[str]) -> str | None:
+        lines = [f"_{note}_" for note in file_notes]
+        if result.error is not None:
+            lines.append(errors.incomplete(errors.claude_failure(result.error)))
+        elif result.stop_reason == "max_tokens":
+            lines.append(errors.MAX_TOKENS_NOTE)
+        elif result.stop_reason == "refusal":
+            lines.append(errors.REFUSAL_NOTE)
+        elif not result.text.strip():
+            lines.append(errors.EMPTY_REPLY)
+        return "\n".join(lines) or None
+
+    async def _close(
+        self, live: LiveReply, reply_id: int, result: StreamResult, note: str | None
+    ) -> None:
+        """Store the reply, then put its final text in Slack (in that order)."""
+        status = "done" if result.error is None else "incomplete"
+        await self.store.update_reply(
+            reply_id,
+            text=live.text,
+            message_ts=live.message_ts,
+            status=status,
+            stop_reason=result.stop_reason,
+        )
+        try:
+            message_ts = await live.finish(note)
+        except Exception:
+            log.exception("final edit failed for reply %s", reply_id)
+            return
+        if len(message_ts) > 1:
+            await self.store.update_reply(
+                reply_id, text=live.text, message_ts=message_ts, status=status
+            )
+
+    async def _post(self, channel: str, thread_ts: str | None, body: str) -> str:
+        response = await call_with_retry(
+            lambda: self.client.chat_postMessage(
+                channel=channel, thread_ts=thread_ts, markdown_text=body
+            ),
+            what="post",
+        )
+        return str(response["ts"])
+
+    async def recover(self) -> int:
+        """Close replies that a crash left unfinished, so none says "Thinking…" forever."""
+        closed = 0
+        for reply in await self.store.unfinished_replies():
+            note = errors.incomplete(errors.INTERRUPTED)
+            content = f"{reply.text.rstrip()}\n\n{note}" if reply.text.strip() else note
+            pieces = markdown.split(content)
+            try:
+                for ts, piece in zip(reply.message_ts, pieces, strict=False):
+                    edit = functools.partial(
+                        self.client.chat_update, channel=reply.channel, ts=ts, markdown_text=piece
+                    )
+                    await call_with_retry(edit, what="recovery edit")
+            except Exception:
+                log.exception("could not close interrupted reply %s", reply.id)
+            await self.store.update_reply(
+                reply.id, text=reply.text, message_ts=reply.message_ts, status="incomplete"
+            )
+            closed += 1
+        if closed:
+            log.info("closed %d reply(ies) left unfinished by a restart", closed)
+        return closed

@@ -1,0 +1,66 @@
+"""Stored turns → the Claude `messages` list.
+
+The Messages API is stateless, so every mention re-sends the whole conversation. The rendering
+here must be deterministic — the same stored turn always becomes the same bytes — so that a
+thread reads the same to Claude every time (and so that prompt caching can hit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from slackbot.store import Turn
+
+Message = dict[str, Any]
+Block = dict[str, Any]
+
+
+def render_user_turn(turn: Turn) -> list[Block]:
+    """A person's message: their images, then one text block labelled with their name."""
+    blocks: list[Block] = [
+        {
+            "type": "image",
+            "source": {"type": "base64", "media_type": image.media_type, "data": image.data},
+        }
+        for image in turn.images
+    ]
+    speaker = turn.user_name or turn.user_id or "Someone"
+    text = turn.text.strip()
+    parts = [f"{speaker}: {text}" if text else f"{speaker}: (no text)"]
+    parts.extend(f"[{note}]" for note in turn.notes)
+    blocks.append({"type": "text", "text": "\n".join(parts)})
+    return blocks
+
+
+def render_assistant_turn(turn: Turn) -> list[Block]:
+    text = turn.text.strip()
+    return [{"type": "text", "text": text}] if text else []
+
+
+def build_messages(turns: Iterable[Turn]) -> list[Message]:
+    """Alternating user/assistant messages, merged by role, starting and ending with a user turn.
+
+    Current models reject a request that ends with an assistant turn (no prefill), and a
+    conversation may start with the bot's own message; both ends are trimmed to user turns.
+    """
+    messages: list[Message] = []
+    for turn in turns:
+        blocks = render_user_turn(turn) if turn.role == "user" else render_assistant_turn(turn)
+        if not blocks:
+            continue
+        if messages and messages[-1]["role"] == turn.role:
+            messages[-1]["content"].extend(blocks)
+        else:
+            messages.append({"role": turn.role, "content": blocks})
+    while messages and messages[0]["role"] != "user":
+        messages.pop(0)
+    while messages and messages[-1]["role"] != "user":
+        messages.pop()
+    return messages
+
+
+def image_count(messages: Sequence[Message]) -> int:
+    return sum(
+        1 for message in messages for block in message["content"] if block["type"] == "image"
+    )

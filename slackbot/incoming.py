@@ -1,0 +1,63 @@
+"""A person's Slack message → what the store keeps of it (plain text, speaker, images, notes).
+
+Used for the message that mentions the bot and for the thread messages that sync brings in, so
+both read the same to Claude.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from slackbot import slack_text
+from slackbot.files import FileFetcher, FileNote, ImageBlock
+from slackbot.people import People
+from slackbot.store import StoredImage
+
+#: Message subtypes that are a person speaking; everything else (edits, deletions, joins,
+#: bot posts) is not a turn.
+USER_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
+
+
+@dataclass(frozen=True)
+class UserTurn:
+    ts: str
+    user_id: str | None
+    user_name: str
+    text: str
+    images: tuple[StoredImage, ...]
+    notes: tuple[FileNote, ...]
+
+
+def is_person_message(message: dict[str, Any], bot_user_id: str | None) -> bool:
+    return (
+        message.get("subtype") in USER_SUBTYPES
+        and not message.get("bot_id")
+        and bool(message.get("user"))
+        and message.get("user") != bot_user_id
+    )
+
+
+async def read_message(
+    message: dict[str, Any],
+    *,
+    people: People,
+    fetcher: FileFetcher,
+    bot_user_id: str | None,
+) -> UserTurn:
+    raw = message.get("text") or ""
+    user_id = message.get("user")
+    mentioned = [u for u in slack_text.mentioned_user_ids(raw) if u != bot_user_id]
+    names = await people.names([*mentioned, *([user_id] if user_id else [])])
+    images: list[ImageBlock] = []
+    notes: list[FileNote] = []
+    if message.get("files"):
+        images, notes = await fetcher.fetch_all(message["files"])
+    return UserTurn(
+        ts=str(message["ts"]),
+        user_id=user_id,
+        user_name=names.get(user_id, user_id) if user_id else "Someone",
+        text=slack_text.to_plain_text(raw, names=names, bot_user_id=bot_user_id),
+        images=tuple(StoredImage(i.media_type, i.data, i.name) for i in images),
+        notes=tuple(notes),
+    )

@@ -1,0 +1,99 @@
+"""Schema migrations, applied in order at every start.
+
+Append new ones; never edit a released one.
+"""
+
+from __future__ import annotations
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("slackbot")
+
+
+@migrations()
+def m001_create_conversations(db: sqlite_utils.Database) -> None:
+    """Conversations are keyed by workspace, channel and thread root so nothing leaks between
+    them; `kind` separates a DM's running top-level conversation from a thread whose root is the
+    same message."""
+    db.table("conversations").create(
+        {
+            "id": int,
+            "team": str,
+            "channel": str,
+            "kind": str,
+            "root_ts": str,
+            "created_at": float,
+        },
+        pk="id",
+        not_null={"team", "channel", "kind", "root_ts"},
+    )
+    db.table("conversations").create_index(["team", "channel", "kind", "root_ts"], unique=True)
+
+
+@migrations()
+def m002_create_messages(db: sqlite_utils.Database) -> None:
+    """Every turn of every conversation. `sort_ts` orders a reply right after the message it
+    answers; `reply_ts` lists the Slack messages a long reply was split into."""
+    db.table("messages").create(
+        {
+            "id": int,
+            "conversation_id": int,
+            "role": str,
+            "ts": str,
+            "sort_ts": str,
+            "user_id": str,
+            "user_name": str,
+            "text": str,
+            "notes": str,
+            "status": str,
+            "channel": str,
+            "reply_ts": str,
+            "stop_reason": str,
+            "input_tokens": int,
+            "created_at": float,
+        },
+        pk="id",
+        foreign_keys=[("conversation_id", "conversations", "id")],
+        not_null={"conversation_id", "role", "ts", "sort_ts"},
+    )
+    db.table("messages").create_index(["conversation_id", "ts"], unique=True)
+    db.table("messages").create_index(["conversation_id", "sort_ts"])
+    db.table("messages").create_index(["status"])
+
+
+@migrations()
+def m003_create_images(db: sqlite_utils.Database) -> None:
+    """Images already checked and resized, kept as base64 so later mentions never re-download."""
+    db.table("images").create(
+        {
+            "id": int,
+            "message_id": int,
+            "position": int,
+            "name": str,
+            "media_type": str,
+            "data": str,
+        },
+        pk="id",
+        foreign_keys=[("message_id", "messages", "id")],
+    )
+    db.table("images").create_index(["message_id", "position"])
+
+
+@migrations()
+def m004_create_dedup_tables(db: sqlite_utils.Database) -> None:
+    """Processed events, by event id and by (channel, ts), so a redelivery or the same post
+    arriving as both `app_mention` and `message` is answered once, across restarts too."""
+    db.table("events").create({"event_id": str, "received_at": float}, pk="event_id")
+    db.table("seen_messages").create(
+        {"channel": str, "ts": str, "received_at": float}, pk=("channel", "ts")
+    )
+
+
+@migrations()
+def m005_create_dm_sessions(db: sqlite_utils.Database) -> None:
+    """The running top-level conversation of each DM and when it was last active."""
+    db.table("dm_sessions").create(
+        {"team": str, "channel": str, "conversation_id": int, "last_ts": str},
+        pk=("team", "channel"),
+    )

@@ -1,0 +1,144 @@
+"""Start-up: create the long-lived clients once, recover, then serve HTTP or Socket Mode."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+from anthropic import AsyncAnthropic
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from slackbot.app import build_app
+from slackbot.claude import Claude
+from slackbot.config import Settings
+from slackbot.conversation import Conversations
+from slackbot.edit_budget import EditBudgets
+from slackbot.files import FileFetcher, files_info_from
+from slackbot.people import People
+from slackbot.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Bot:
+    """Everything a running bot holds; `close()` releases it."""
+
+    settings: Settings
+    store: Store
+    session: aiohttp.ClientSession
+    slack: AsyncWebClient
+    anthropic: AsyncAnthropic
+    conversations: Conversations
+    app: AsyncApp
+
+    async def close(self) -> None:
+        await self.anthropic.close()
+        await self.session.close()
+        await self.store.close()
+
+
+async def create_bot(
+    settings: Settings, *, anthropic_max_retries: int = 2, store: Store | None = None
+) -> Bot:
+    store = store or await Store.open(settings.db_path)
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+    slack = AsyncWebClient(
+        token=settings.slack_bot_token, base_url=settings.slack_api_url, session=session
+    )
+    anthropic = AsyncAnthropic(
+        api_key=settings.anthropic_api_key,
+        base_url=settings.anthropic_base_url,
+        max_retries=anthropic_max_retries,
+    )
+    fetcher = FileFetcher(
+        session=session,
+        bot_token=settings.slack_bot_token,
+        trusted_hosts=[settings.slack_api_host, *settings.slack_file_hosts],
+        max_bytes=settings.max_file_bytes,
+        files_info=files_info_from(slack),
+    )
+    conversations = Conversations(
+        settings=settings,
+        client=slack,
+        store=store,
+        claude=Claude(
+            client=anthropic,
+            model=settings.claude_model,
+            max_tokens=settings.claude_max_tokens,
+            system=settings.system_prompt,
+        ),
+        people=People(slack),
+        fetcher=fetcher,
+        budgets=EditBudgets(settings.edit_budget_per_minute, settings.edit_burst),
+    )
+    app = build_app(settings, client=slack, conversations=conversations)
+    return Bot(settings, store, session, slack, anthropic, conversations, app)
+
+
+def web_app(app: AsyncApp) -> web.Application:
+    """`POST /slack/events` for Slack, `GET /healthz` for the host's health checks."""
+
+    async def events(request: web.Request) -> web.Response:
+        return await to_aiohttp_response(await app.async_dispatch(await to_bolt_request(request)))
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    application = web.Application()
+    application.router.add_post("/slack/events", events)
+    application.router.add_get("/healthz", healthz)
+    return application
+
+
+async def start_socket_mode(bot: Bot) -> AsyncSocketModeHandler:
+    """Connect to Slack over Socket Mode (apps.connections.open, then a WebSocket)."""
+    handler = AsyncSocketModeHandler(bot.app, bot.settings.slack_app_token)
+    await handler.connect_async()
+    log.info("Socket Mode connected; waiting for events")
+    return handler
+
+
+async def start_http(bot: Bot, host: str = "0.0.0.0") -> web.AppRunner:
+    runner = web.AppRunner(web_app(bot.app), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, bot.settings.port).start()
+    log.info("HTTP mode: listening on port %d (POST /slack/events)", bot.settings.port)
+    return runner
+
+
+async def prepare(bot: Bot) -> None:
+    """Learn who the bot is and close replies a crash left unfinished, before taking events."""
+    auth = await bot.slack.auth_test()
+    bot.conversations.bot_user_id = auth.get("user_id")
+    log.info("connected to Slack as %s (%s)", auth.get("user"), auth.get("team"))
+    await bot.conversations.recover()
+
+
+async def serve(settings: Settings) -> None:
+    bot = await create_bot(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await prepare(bot)
+        if settings.socket_mode:
+            handler = await start_socket_mode(bot)
+            await stop.wait()
+            await handler.close_async()
+        else:
+            runner = await start_http(bot)
+            await stop.wait()
+            await runner.cleanup()
+    finally:
+        await bot.close()

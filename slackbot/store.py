@@ -1,0 +1,364 @@
+"""The conversation store: SQLite through sqlite-utils, owned by one dedicated thread.
+
+SQLite is the source of truth for every conversation (Slack's history API is rate-limited and
+best-effort). sqlite-utils is synchronous and a connection belongs to the thread that made it, so
+every call runs on one worker thread and is awaited from async code: the event loop never blocks
+on disk, and writes are naturally serialised. WAL mode lets `slackbot usage` read while the bot
+writes, and a committed row survives `kill -9`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import sqlite_utils
+
+from slackbot.migrations import migrations
+
+T = TypeVar("T")
+
+#: Processed-event records older than this are pruned at start-up (Slack retries for ~5 min).
+EVENT_RETENTION_SECONDS = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    media_type: str
+    data: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One stored message of a conversation, in the form history rebuilding needs."""
+
+    id: int
+    role: str  # "user" | "assistant"
+    ts: str
+    text: str
+    user_id: str | None = None
+    user_name: str | None = None
+    images: tuple[StoredImage, ...] = ()
+    notes: tuple[str, ...] = ()
+    status: str = "done"
+    input_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class UnfinishedReply:
+    id: int
+    conversation_id: int
+    channel: str
+    text: str
+    message_ts: tuple[str, ...]
+
+
+@dataclass
+class Store:
+    """Async facade over the SQLite database; construct with `await Store.open(path)`."""
+
+    path: str
+    _executor: ThreadPoolExecutor = field(repr=False)
+    _local: threading.local = field(default_factory=threading.local, repr=False)
+
+    @classmethod
+    async def open(cls, path: str) -> Store:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slackbot-store")
+        store = cls(path=path, _executor=executor)
+        await store._run(store._migrate)
+        return store
+
+    async def close(self) -> None:
+        def _close() -> None:
+            db: sqlite_utils.Database | None = getattr(self._local, "db", None)
+            if db is not None:
+                db.close()
+                self._local.db = None
+
+        await self._run(_close)
+        self._executor.shutdown(wait=True)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @property
+    def _db(self) -> sqlite_utils.Database:
+        db: sqlite_utils.Database | None = getattr(self._local, "db", None)
+        if db is None:
+            conn = sqlite3.connect(self.path, isolation_level=None)
+            db = sqlite_utils.Database(conn)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA busy_timeout=5000")
+            self._local.db = db
+        return db
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    def _migrate(self) -> None:
+        migrations.apply(self._db)
+        cutoff = time.time() - EVENT_RETENTION_SECONDS
+        with self._db.conn:
+            self._db.execute("DELETE FROM events WHERE received_at < ?", [cutoff])
+            self._db.execute("DELETE FROM seen_messages WHERE received_at < ?", [cutoff])
+
+    # -- events -----------------------------------------------------------------------------
+
+    async def claim_event(self, event_id: str | None, channel: str, ts: str) -> bool:
+        """Record an event as processed; False if it (or the same message) was seen before.
+
+        Slack redelivers events (same `event_id`) and can deliver one post twice under different
+        ids (`app_mention` and `message`), so both keys are checked in one transaction.
+        """
+
+        def _claim() -> bool:
+            db = self._db
+            now = time.time()
+            with db.conn:
+                if event_id:
+                    cur = db.execute(
+                        "INSERT OR IGNORE INTO events (event_id, received_at) VALUES (?, ?)",
+                        [event_id, now],
+                    )
+                    if cur.rowcount == 0:
+                        return False
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO seen_messages (channel, ts, received_at)"
+                    " VALUES (?, ?, ?)",
+                    [channel, ts, now],
+                )
+                if cur.rowcount == 0:
+                    return False
+            return True
+
+        return await self._run(_claim)
+
+    # -- conversations ----------------------------------------------------------------------
+
+    async def thread_conversation(self, team: str, channel: str, root_ts: str) -> int:
+        """The conversation of a Slack thread, created on first use."""
+        return await self._run(self._get_or_create, team, channel, "thread", root_ts)
+
+    def _get_or_create(self, team: str, channel: str, kind: str, root_ts: str) -> int:
+        db = self._db
+        with db.conn:
+            db.execute(
+                "INSERT OR IGNORE INTO conversations (team, channel, kind, root_ts, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [team, channel, kind, root_ts, time.time()],
+            )
+            row = db.execute(
+                "SELECT id FROM conversations WHERE team=? AND channel=? AND kind=? AND root_ts=?",
+                [team, channel, kind, root_ts],
+            ).fetchone()
+        return int(row[0])
+
+    async def dm_conversation(self, team: str, channel: str, ts: str, idle_seconds: float) -> int:
+        """The running top-level conversation of a DM; a new one after `idle_seconds` of quiet."""
+
+        def _dm() -> int:
+            db = self._db
+            row = db.execute(
+                "SELECT conversation_id, last_ts FROM dm_sessions WHERE team=? AND channel=?",
+                [team, channel],
+            ).fetchone()
+            if row is not None and float(ts) - float(row[1]) <= idle_seconds:
+                conversation_id = int(row[0])
+            else:
+                conversation_id = self._get_or_create(team, channel, "dm", ts)
+            with db.conn:
+                db.execute(
+                    "INSERT INTO dm_sessions (team, channel, conversation_id, last_ts)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (team, channel) DO UPDATE SET"
+                    " conversation_id=excluded.conversation_id, last_ts=excluded.last_ts",
+                    [team, channel, conversation_id, ts],
+                )
+            return conversation_id
+
+        return await self._run(_dm)
+
+    async def reset_dm(self, team: str, channel: str) -> None:
+        """Forget the DM's running conversation: the next message starts a new one."""
+
+        def _reset() -> None:
+            with self._db.conn:
+                self._db.execute(
+                    "DELETE FROM dm_sessions WHERE team=? AND channel=?", [team, channel]
+                )
+
+        await self._run(_reset)
+
+    # -- turns ------------------------------------------------------------------------------
+
+    async def add_user_turn(
+        self,
+        conversation_id: int,
+        *,
+        ts: str,
+        user_id: str | None,
+        user_name: str | None,
+        text: str,
+        images: Sequence[StoredImage] = (),
+        notes: Sequence[str] = (),
+    ) -> bool:
+        """Store a person's message; False if that message is already stored."""
+
+        def _add() -> bool:
+            db = self._db
+            with db.conn:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO messages (conversation_id, role, ts, sort_ts, user_id,"
+                    " user_name, text, notes, status, created_at)"
+                    " VALUES (?, 'user', ?, ?, ?, ?, ?, ?, 'done', ?)",
+                    [
+                        conversation_id,
+                        ts,
+                        ts,
+                        user_id,
+                        user_name,
+                        text,
+                        json.dumps(list(notes)) if notes else None,
+                        time.time(),
+                    ],
+                )
+                if cur.rowcount == 0:
+                    return False
+                message_id = cur.lastrowid
+                for position, image in enumerate(images):
+                    db.execute(
+                        "INSERT INTO images (message_id, position, name, media_type, data)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        [message_id, position, image.name, image.media_type, image.data],
+                    )
+            return True
+
+        return await self._run(_add)
+
+    async def known_ts(self, conversation_id: int) -> set[str]:
+        """Slack timestamps of every message stored for a conversation (people's and the bot's)."""
+
+        def _known() -> set[str]:
+            known: set[str] = set()
+            for ts, reply_ts in self._db.execute(
+                "SELECT ts, reply_ts FROM messages WHERE conversation_id=?", [conversation_id]
+            ).fetchall():
+                known.add(ts)
+                if reply_ts:
+                    known.update(json.loads(reply_ts))
+            return known
+
+        return await self._run(_known)
+
+    async def begin_reply(
+        self, conversation_id: int, *, answers_ts: str, channel: str, first_ts: str
+    ) -> int:
+        """Store a reply the moment its placeholder exists, so a crash leaves a trace to close."""
+
+        def _begin() -> int:
+            db = self._db
+            with db.conn:
+                cur = db.execute(
+                    "INSERT INTO messages (conversation_id, role, ts, sort_ts, text, status,"
+                    " channel, reply_ts, created_at) VALUES (?, 'assistant', ?, ?, '',"
+                    " 'streaming', ?, ?, ?)",
+                    [
+                        conversation_id,
+                        first_ts,
+                        answers_ts,
+                        channel,
+                        json.dumps([first_ts]),
+                        time.time(),
+                    ],
+                )
+            return int(cur.lastrowid or 0)
+
+        return await self._run(_begin)
+
+    async def update_reply(
+        self,
+        reply_id: int,
+        *,
+        text: str,
+        message_ts: Iterable[str],
+        status: str,
+        stop_reason: str | None = None,
+    ) -> None:
+        def _update() -> None:
+            with self._db.conn:
+                self._db.execute(
+                    "UPDATE messages SET text=?, reply_ts=?, status=?,"
+                    " stop_reason=COALESCE(?, stop_reason) WHERE id=?",
+                    [text, json.dumps(list(message_ts)), status, stop_reason, reply_id],
+                )
+
+        await self._run(_update)
+
+    async def history(self, conversation_id: int, up_to_ts: str) -> list[Turn]:
+        """The conversation as it stood at `up_to_ts`: people's messages up to and including it,
+        and the bot's replies to the messages before it."""
+        return await self._run(self._history, conversation_id, up_to_ts)
+
+    def _history(self, conversation_id: int, up_to_ts: str) -> list[Turn]:
+        db = self._db
+        rows = db.execute(
+            "SELECT id, role, ts, text, user_id, user_name, notes, status, input_tokens"
+            " FROM messages WHERE conversation_id=? AND ("
+            " (role='user' AND sort_ts<=?) OR (role='assistant' AND sort_ts<?))"
+            " ORDER BY sort_ts, role='assistant', id",
+            [conversation_id, up_to_ts, up_to_ts],
+        ).fetchall()
+        images: dict[int, list[StoredImage]] = {}
+        for message_id, media_type, data, name in db.execute(
+            "SELECT i.message_id, i.media_type, i.data, i.name FROM images i"
+            " JOIN messages m ON m.id = i.message_id WHERE m.conversation_id=? AND m.sort_ts<=?"
+            " ORDER BY i.message_id, i.position",
+            [conversation_id, up_to_ts],
+        ):
+            images.setdefault(message_id, []).append(StoredImage(media_type, data, name))
+        return [
+            Turn(
+                id=row[0],
+                role=row[1],
+                ts=row[2],
+                text=row[3] or "",
+                user_id=row[4],
+                user_name=row[5],
+                notes=tuple(json.loads(row[6])) if row[6] else (),
+                status=row[7],
+                input_tokens=row[8],
+                images=tuple(images.get(row[0], ())),
+            )
+            for row in rows
+        ]
+
+    # -- recovery ---------------------------------------------------------------------------
+
+    async def unfinished_replies(self) -> list[UnfinishedReply]:
+        """Replies a crash left mid-stream; they are closed with a note at start-up."""
+
+        def _unfinished() -> list[UnfinishedReply]:
+            return [
+                UnfinishedReply(
+                    id=row[0],
+                    conversation_id=row[1],
+                    channel=row[2],
+                    text=row[3] or "",
+                    message_ts=tuple(json.loads(row[4] or "[]")),
+                )
+                for row in self._db.execute(
+                    "SELECT id, conversation_id, channel, text, reply_ts FROM messages"
+                    " WHERE role='assistant' AND status='streaming' ORDER BY id"
+                ).fetchall()
+            ]
+
+        return await self._run(_unfinished)

@@ -1,0 +1,88 @@
+"""Bring the store up to date with a Slack thread before answering in it.
+
+People talk in a thread between mentions, and the bot may be mentioned mid-way through a thread
+it has never seen: those messages become context. `conversations.replies` is rate-limited hard
+for some apps, so this is best-effort — on any failure the bot answers from what it has stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from slackbot.files import FileFetcher
+from slackbot.incoming import is_person_message, read_message
+from slackbot.people import People
+from slackbot.store import Store
+
+log = logging.getLogger(__name__)
+
+#: Upper bound on pages fetched for one sync (200 messages a page).
+MAX_PAGES = 25
+
+
+async def fetch_thread(
+    client: AsyncWebClient, *, channel: str, thread_ts: str, up_to_ts: str
+) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    cursor: str | None = None
+    for _ in range(MAX_PAGES):
+        response = await client.conversations_replies(
+            channel=channel,
+            ts=thread_ts,
+            latest=up_to_ts,
+            inclusive=True,
+            limit=200,
+            cursor=cursor,
+        )
+        messages.extend(response.get("messages") or [])
+        cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+        if not cursor or not response.get("has_more", True):
+            break
+    return messages
+
+
+async def sync_thread(
+    *,
+    client: AsyncWebClient,
+    store: Store,
+    people: People,
+    fetcher: FileFetcher,
+    conversation_id: int,
+    channel: str,
+    thread_ts: str,
+    up_to_ts: str,
+    bot_user_id: str | None,
+) -> int:
+    """Store the thread's human messages up to `up_to_ts` that the store lacks; returns how many."""
+    try:
+        messages = await fetch_thread(
+            client, channel=channel, thread_ts=thread_ts, up_to_ts=up_to_ts
+        )
+    except SlackApiError as exc:
+        log.info("thread sync skipped (%s): answering from the store", exc.response.get("error"))
+        return 0
+    except Exception as exc:  # network trouble: same answer, best-effort
+        log.info("thread sync skipped (%r): answering from the store", exc)
+        return 0
+    known = await store.known_ts(conversation_id)
+    added = 0
+    for message in messages:
+        ts = str(message.get("ts", ""))
+        if not ts or ts in known or ts > up_to_ts or not is_person_message(message, bot_user_id):
+            continue
+        turn = await read_message(message, people=people, fetcher=fetcher, bot_user_id=bot_user_id)
+        stored = await store.add_user_turn(
+            conversation_id,
+            ts=turn.ts,
+            user_id=turn.user_id,
+            user_name=turn.user_name,
+            text=turn.text,
+            images=turn.images,
+            notes=[note.text for note in turn.notes],
+        )
+        added += int(stored)
+    return added

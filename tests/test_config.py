@@ -1,0 +1,86 @@
+"""Settings: the issue's variable names, defaults, and one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from slackbot.config import DEFAULT_MODEL, ConfigError, load_settings
+
+BASE = {
+    "SLACK_BOT_TOKEN": "xoxb-1",
+    "SLACK_SIGNING_SECRET": "s",
+    "ANTHROPIC_API_KEY": "sk-ant-1",
+}
+
+
+def test_defaults() -> None:
+    s = load_settings(BASE)
+    assert s.claude_model == DEFAULT_MODEL and s.claude_model_is_default
+    assert s.slack_api_url == "https://slack.com/api/"
+    assert s.db_path == "slackbot.db" and s.port == 3000
+    assert not s.socket_mode
+    assert s.edit_interval == 1.0 and s.edit_budget_per_minute == 45 and s.dm_idle_hours == 24
+
+
+def test_socket_mode_needs_no_signing_secret() -> None:
+    env = {**BASE, "SLACK_APP_TOKEN": "xapp-1"}
+    del env["SLACK_SIGNING_SECRET"]
+    assert load_settings(env).socket_mode
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({k: v for k, v in BASE.items() if k != "SLACK_BOT_TOKEN"}, "SLACK_BOT_TOKEN"),
+        ({k: v for k, v in BASE.items() if k != "ANTHROPIC_API_KEY"}, "ANTHROPIC_API_KEY"),
+        ({k: v for k, v in BASE.items() if k != "SLACK_SIGNING_SECRET"}, "SLACK_SIGNING_SECRET"),
+        ({**BASE, "SLACK_BOT_TOKEN": "xapp-wrong"}, "SLACK_BOT_TOKEN"),
+        ({**BASE, "PORT": "http"}, "PORT"),
+        ({**BASE, "CLAUDE_MAX_TOKENS": "0"}, "CLAUDE_MAX_TOKENS"),
+        ({**BASE, "SLACK_API_URL": "slack.com"}, "SLACK_API_URL"),
+        ({**BASE, "SLACKBOT_EDIT_BUDGET": "lots"}, "SLACKBOT_EDIT_BUDGET"),
+    ],
+)
+def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_settings(env)
+
+
+def test_overrides() -> None:
+    s = load_settings(
+        {
+            **BASE,
+            "SLACK_API_URL": "https://slack-gov.com/api",
+            "SLACK_FILE_HOSTS": "files.example.com, cdn.example.com",
+            "CLAUDE_MODEL": "claude-opus-4-6",
+            "SLACKBOT_EDIT_BUDGET": "30/3",
+        }
+    )
+    assert s.slack_api_url == "https://slack-gov.com/api/" and s.slack_api_host == "slack-gov.com"
+    assert s.slack_file_hosts == ("files.example.com", "cdn.example.com")
+    assert s.claude_model == "claude-opus-4-6" and not s.claude_model_is_default
+    assert (s.edit_budget_per_minute, s.edit_burst) == (30, 3)
+
+
+def test_cli_missing_setting_is_one_line_and_fast(tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK", "ANTHROPIC"))}
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "slackbot"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "SLACK_BOT_TOKEN" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert time.monotonic() - started < 10

@@ -1,0 +1,45 @@
+"""Stored turns → Claude messages."""
+
+from __future__ import annotations
+
+from slackbot.history import build_messages
+from slackbot.store import StoredImage, Turn
+
+
+def user(n: int, text: str, name: str = "Alice", **kw) -> Turn:
+    return Turn(id=n, role="user", ts=str(n), text=text, user_name=name, **kw)
+
+
+def bot(n: int, text: str) -> Turn:
+    return Turn(id=n, role="assistant", ts=str(n), text=text)
+
+
+def test_roles_alternate_and_same_role_turns_merge() -> None:
+    messages = build_messages(
+        [user(1, "hi"), user(2, "also", name="Bob"), bot(3, "hello"), bot(4, "more"), user(5, "ok")]
+    )
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    assert [b["text"] for b in messages[0]["content"]] == ["Alice: hi", "Bob: also"]
+    assert [b["text"] for b in messages[1]["content"]] == ["hello", "more"]
+
+
+def test_starts_and_ends_with_a_user_turn() -> None:
+    messages = build_messages([bot(1, "welcome"), user(2, "q"), bot(3, "a")])
+    assert [m["role"] for m in messages] == ["user"]
+
+
+def test_images_come_before_the_text_and_empty_replies_are_skipped() -> None:
+    turn = user(1, "", images=(StoredImage("image/png", "QUJD", "a.png"),), notes=("x.pdf: no",))
+    messages = build_messages([turn, bot(2, ""), user(3, "again")])
+    content = messages[0]["content"]
+    assert content[0] == {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": "QUJD"},
+    }
+    assert content[1]["text"] == "Alice: (no text)\n[x.pdf: no]"
+    assert len(messages) == 1  # the empty assistant turn vanished, the user turns merged
+
+
+def test_rendering_is_deterministic() -> None:
+    turns = [user(1, "a"), bot(2, "b"), user(3, "c")]
+    assert build_messages(turns) == build_messages(list(turns))

@@ -1,0 +1,144 @@
+"""The store: schema, dedup, conversation keys, history snapshots, crash safety."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import textwrap
+
+import sqlite_utils
+
+from slackbot.migrations import migrations
+from slackbot.store import Store, StoredImage
+
+
+def ts(n: int) -> str:
+    return f"{1_700_000_000 + n}.{n:06d}"
+
+
+def test_schema_after_migrations() -> None:
+    db = sqlite_utils.Database(memory=True)
+    migrations.apply(db)
+    assert set(db.table_names()) >= {
+        "conversations",
+        "messages",
+        "images",
+        "events",
+        "seen_messages",
+        "dm_sessions",
+    }
+    assert db["conversations"].columns_dict == {
+        "id": int,
+        "team": str,
+        "channel": str,
+        "kind": str,
+        "root_ts": str,
+        "created_at": float,
+    }
+    assert {"conversation_id", "role", "ts", "sort_ts", "text", "status", "reply_ts"} <= set(
+        db["messages"].columns_dict
+    )
+    assert migrations.pending(db) == []
+
+
+async def test_store_uses_wal(tmp_path) -> None:
+    store = await Store.open(str(tmp_path / "x.db"))
+    await store.close()
+    db = sqlite_utils.Database(str(tmp_path / "x.db"))
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_claim_event_dedupes_by_event_id_and_message(tmp_path) -> None:
+    store = await Store.open(str(tmp_path / "x.db"))
+    assert await store.claim_event("Ev1", "C1", ts(1))
+    assert not await store.claim_event("Ev1", "C1", ts(1))  # redelivery
+    assert not await store.claim_event("Ev2", "C1", ts(1))  # same post, other event
+    assert await store.claim_event("Ev3", "C2", ts(1))  # same ts, other channel
+    await store.close()
+    reopened = await Store.open(str(tmp_path / "x.db"))
+    assert not await reopened.claim_event("Ev1", "C1", ts(1))  # across a restart
+    await reopened.close()
+
+
+async def test_conversations_are_keyed_by_team_channel_thread(tmp_path) -> None:
+    store = await Store.open(str(tmp_path / "x.db"))
+    a = await store.thread_conversation("T1", "C1", ts(1))
+    assert a == await store.thread_conversation("T1", "C1", ts(1))
+    others = {
+        await store.thread_conversation("T2", "C1", ts(1)),
+        await store.thread_conversation("T1", "C2", ts(1)),
+        await store.thread_conversation("T1", "C1", ts(2)),
+    }
+    assert a not in others and len(others) == 3
+    # a DM's running conversation never shares a key with a thread rooted at the same message
+    assert await store.dm_conversation("T1", "C1", ts(1), 3600) != a
+    await store.close()
+
+
+async def test_dm_conversation_goes_idle(tmp_path) -> None:
+    store = await Store.open(str(tmp_path / "x.db"))
+    first = await store.dm_conversation("T1", "D1", ts(0), idle_seconds=100)
+    assert await store.dm_conversation("T1", "D1", ts(50), idle_seconds=100) == first
+    later = await store.dm_conversation("T1", "D1", ts(500), idle_seconds=100)
+    assert later != first
+    await store.reset_dm("T1", "D1")
+    assert await store.dm_conversation("T1", "D1", ts(501), idle_seconds=100) != later
+    await store.close()
+
+
+async def test_history_is_a_snapshot_at_the_mention(tmp_path) -> None:
+    store = await Store.open(str(tmp_path / "x.db"))
+    c = await store.thread_conversation("T1", "C1", ts(1))
+    await store.add_user_turn(c, ts=ts(1), user_id="U1", user_name="Alice", text="q1")
+    reply = await store.begin_reply(c, answers_ts=ts(1), channel="C1", first_ts=ts(2))
+    await store.add_user_turn(
+        c,
+        ts=ts(3),
+        user_id="U2",
+        user_name="Bob",
+        text="q2",
+        images=[StoredImage("image/png", "AAAA", "a.png")],
+    )
+    await store.update_reply(reply, text="a1", message_ts=[ts(2)], status="done")
+    await store.add_user_turn(c, ts=ts(5), user_id="U1", user_name="Alice", text="later")
+
+    at_q2 = await store.history(c, ts(3))
+    assert [(t.role, t.text) for t in at_q2] == [
+        ("user", "q1"),
+        ("assistant", "a1"),
+        ("user", "q2"),
+    ]
+    assert at_q2[2].images == (StoredImage("image/png", "AAAA", "a.png"),)
+    # the reply to q2 (begun later) is not part of q2's own history
+    await store.begin_reply(c, answers_ts=ts(3), channel="C1", first_ts=ts(4))
+    assert [t.text for t in await store.history(c, ts(3))] == ["q1", "a1", "q2"]
+    assert not await store.add_user_turn(c, ts=ts(1), user_id="U1", user_name="A", text="dup")
+    await store.close()
+
+
+async def test_unfinished_replies_survive_kill_9(tmp_path) -> None:
+    """A reply begun by a process that is then SIGKILLed is found by the next start."""
+    path = str(tmp_path / "x.db")
+    script = textwrap.dedent(
+        f"""
+        import asyncio, os, signal
+        from slackbot.store import Store
+        async def main():
+            store = await Store.open({path!r})
+            c = await store.thread_conversation("T1", "C1", "1700000000.000001")
+            r = await store.begin_reply(c, answers_ts="1700000000.000001", channel="C1",
+                                        first_ts="1700000000.000002")
+            await store.update_reply(r, text="partial", message_ts=["1700000000.000002"],
+                                     status="streaming")
+            os.kill(os.getpid(), signal.SIGKILL)
+        asyncio.run(main())
+        """
+    )
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script, env=dict(os.environ))
+    assert await proc.wait() == -signal.SIGKILL
+    store = await Store.open(path)
+    unfinished = await store.unfinished_replies()
+    assert [(u.text, u.message_ts) for u in unfinished] == [("partial", ("1700000000.000002",))]
+    await store.close()
