@@ -1,0 +1,183 @@
+"""Images through the whole bot, and what a restart leaves behind."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import signal
+import socket
+import sys
+
+import aiohttp
+
+from slackbot.conversation import CHECKPOINT_SECONDS
+from tests.conftest import CHANNEL, SIGNING_SECRET, Harness, make_settings, start_harness
+from tests.fakes.claude import FakeClaude, Script
+from tests.fakes.slack import FakeSlack, event_callback, message_event, signed_event_request
+from tests.images import decode, encode, gradient
+
+
+async def test_attached_image_becomes_a_base64_block_and_stays_in_history(
+    harness: Harness,
+) -> None:
+    big = harness.slack.add_file(
+        name="chart.png", mimetype="image/png", content=encode(gradient(3000, 1500), "PNG")
+    )
+    pdf = harness.slack.add_file(name="report.pdf", mimetype="application/pdf", content=b"%PDF-1")
+    harness.claude.default = Script(text="A gradient.")
+    mention = await harness.mention("what is this?", files=[big, pdf])
+    await harness.settled()
+
+    content = harness.claude.requests[-1]["messages"][0]["content"]
+    image_block, text_block = content
+    assert image_block["type"] == "image"
+    assert image_block["source"]["media_type"] == "image/png"
+    assert max(decode(image_block["source"]["data"]).size) == 1568
+    assert text_block["text"].startswith("Alice: what is this?")
+    assert "report.pdf" in text_block["text"]
+    # the download carried the bot token; the unsupported file got a note in the reply
+    assert all(d.had_auth_header for d in harness.slack.downloads)
+    [reply] = harness.texts(CHANNEL, mention["ts"])
+    assert reply.startswith("A gradient.") and "report.pdf" in reply
+
+    # a later mention re-sends the image from the store without downloading it again
+    downloads = len(harness.slack.downloads)
+    await harness.mention("and now?", thread_ts=mention["ts"])
+    await harness.settled()
+    first_turn = harness.claude.requests[-1]["messages"][0]["content"]
+    assert first_turn[0] == image_block
+    assert len(harness.slack.downloads) == downloads
+
+
+async def test_file_shared_as_check_file_info_is_looked_up(harness: Harness) -> None:
+    file = harness.slack.add_file(
+        name="pic.jpg", mimetype="image/jpeg", content=encode(gradient(64, 64), "JPEG")
+    )
+    stub = {"id": file["id"], "file_access": "check_file_info", "mode": "hosted"}
+    await harness.mention("look", files=[stub])
+    await harness.settled()
+    assert harness.slack.calls_to("files.info")
+    block = harness.claude.requests[-1]["messages"][0]["content"][0]
+    assert block["type"] == "image" and base64.b64decode(block["source"]["data"])
+
+
+async def test_kill_9_mid_reply_then_restart(
+    slack: FakeSlack, claude: FakeClaude, db_path: str
+) -> None:
+    """The real bot process is SIGKILLed while streaming; the next start closes the reply,
+    does not answer the redelivered event again, and the thread carries on."""
+    claude.default = Script(text="Half of an answer that never ends. " * 100, tokens_per_second=40)
+    settings = make_settings(slack, claude, db_path)
+    port = free_port()
+    env = {
+        **os.environ,
+        "SLACK_BOT_TOKEN": settings.slack_bot_token,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "ANTHROPIC_API_KEY": settings.anthropic_api_key,
+        "ANTHROPIC_BASE_URL": claude.base_url,
+        "SLACK_API_URL": slack.api_url,
+        "SLACKBOT_DB": db_path,
+        "SLACKBOT_EDIT_INTERVAL": "0.05",
+        "PORT": str(port),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "slackbot", env=env, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        await wait_healthy(port)
+        message = slack.add_user_message(CHANNEL, "U1", "<@UBOT> long question")
+        payload = event_callback(message_event(message, type="app_mention"))
+        body, headers = signed_event_request(SIGNING_SECRET, payload)
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{port}/slack/events"
+            async with session.post(url, data=body, headers=headers) as response:
+                assert response.status == 200
+        # wait until the reply has been streaming long enough to be checkpointed
+        await slack.wait_for(
+            lambda: (
+                len(slack.calls_to("chat.update")) >= 3
+                and any(
+                    "Half of" in slack.final_text(CHANNEL, m["ts"])
+                    for m in slack.bot_messages(CHANNEL, message["ts"])
+                )
+            ),
+            timeout=10,
+        )
+        await asyncio.sleep(CHECKPOINT_SECONDS + 0.5)
+    finally:
+        proc.kill()
+        await proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+    claude.default = Script(text="Fresh answer.")
+    second, runner = await start_harness(slack, claude, db_path)
+    try:
+        [reply] = slack.bot_messages(CHANNEL, message["ts"])
+        text = slack.final_text(CHANNEL, reply["ts"])
+        assert text.startswith("Half of an answer")
+        assert "Thinking" not in text and "restarted" in text
+        # Slack redelivers the original event after the restart: not answered twice
+        requests = len(claude.requests)
+        response = await second.post_event(payload, retry_num=1)
+        assert response.status == 200
+        second.expected += 1
+        await second.settled()
+        assert len(claude.requests) == requests
+        # and the conversation carries on, with the partial reply in its history
+        await second.mention("again please", thread_ts=message["ts"])
+        await second.settled()
+        assert harness_texts(slack, message["ts"])[-1] == "Fresh answer."
+        roles = [m["role"] for m in claude.requests[-1]["messages"]]
+        assert roles == ["user", "assistant", "user"]
+    finally:
+        await second.settled()
+        await runner.cleanup()
+        await second.close()
+        await second.bot.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def wait_healthy(port: int, timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError("the bot never became healthy")
+            await asyncio.sleep(0.1)
+
+
+def harness_texts(slack: FakeSlack, thread_ts: str) -> list[str]:
+    return [slack.final_text(CHANNEL, m["ts"]) for m in slack.bot_messages(CHANNEL, thread_ts)]
+
+
+async def test_workspace_edit_budget_holds_under_tier3(
+    slack: FakeSlack, claude: FakeClaude, db_path: str
+) -> None:
+    """Many replies streaming at once stay within the budget, and every final text lands."""
+    slack.chat_update_per_minute = 20
+    slack.minute_seconds = 2.0  # Tier 3 scaled: 20 updates per 2 s
+    claude.default = Script(text="word " * 200, tokens_per_second=400)
+    h, runner = await start_harness(
+        slack, claude, db_path, edit_budget_per_minute=300.0, edit_burst=3, edit_interval=0.05
+    )
+    try:
+        mentions = [await h.mention(f"q{i}", channel=f"C{i}") for i in range(12)]
+        await h.settled(timeout=40)
+        for i, m in enumerate(mentions):
+            assert [t.strip() for t in h.texts(f"C{i}", m["ts"])] == [("word " * 200).strip()]
+    finally:
+        await runner.cleanup()
+        await h.close()
+        await h.bot.close()
