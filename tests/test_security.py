@@ -1,0 +1,61 @@
+"""Secrets stay secret; the HTTP endpoint answers only what it should."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from slackbot.logs import RedactSecrets
+from tests.conftest import CHANNEL, Harness
+from tests.fakes.claude import Script
+
+
+def test_redaction_filter_masks_tokens_and_keys() -> None:
+    record = logging.LogRecord(
+        "x", logging.INFO, __file__, 1, "auth %s %s", ("xoxb-123-abc", "sk-ant-api03-zzz"), None
+    )
+    RedactSecrets().filter(record)
+    assert record.getMessage() == "auth xoxb-*** sk-ant-***"
+
+
+async def test_no_token_or_key_in_logs_even_at_debug(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    harness.claude.queue.append(Script(status=529))
+    await harness.mention("first")
+    await harness.settled()
+    await harness.mention("second")
+    await harness.settled()
+    for record in caplog.records:
+        message = record.getMessage()
+        assert harness.slack.bot_token not in message
+        assert "sk-ant-test" not in message
+
+
+async def test_healthz_and_unknown_routes(harness: Harness) -> None:
+    base = harness.url.removesuffix("/slack/events")
+    async with harness.session.get(f"{base}/healthz") as response:
+        assert response.status == 200
+        assert (await response.json()) == {"ok": True}
+    async with harness.session.get(f"{base}/slack/events") as response:
+        assert response.status == 405
+
+
+async def test_url_verification_challenge(harness: Harness) -> None:
+    response = await harness.post_event(
+        {"type": "url_verification", "challenge": "abc123", "token": "x"}
+    )
+    assert response.status == 200
+
+
+async def test_conversations_do_not_leak_between_channels(harness: Harness) -> None:
+    harness.claude.default = Script(text="ok")
+    await harness.mention("secret plan for channel one", channel="C1")
+    await harness.settled()
+    await harness.mention("what do you know?", channel="C2")
+    await harness.settled()
+    texts = [b["text"] for m in harness.claude.requests[-1]["messages"] for b in m["content"]]
+    assert texts == ["Alice: what do you know?"]
+    assert CHANNEL == "C1"
