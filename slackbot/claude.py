@@ -2,6 +2,10 @@
 
 Errors are caught here and returned with whatever text had arrived, so the caller can always
 finish the Slack message (partial text plus a note) and the bot keeps serving.
+
+Every request is marked for prompt caching (top-level `cache_control`, plus `cache_breakpoints`):
+the system prompt and the conversation so far are written to the cache once and read back at a
+tenth of the price by the next mention in the same thread.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ import anthropic
 
 log = logging.getLogger(__name__)
 
+Message = dict[str, Any]
+EPHEMERAL = {"type": "ephemeral"}
+
 
 @dataclass
 class StreamResult:
@@ -26,6 +33,42 @@ class StreamResult:
     error: BaseException | None = None
     first_token_at: float | None = None
     seconds: float = 0.0
+    started_at: float = 0.0
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Every input token of the request, whether billed plain, as cache write or read."""
+        return (
+            self.usage.get("input_tokens", 0)
+            + self.usage.get("cache_creation_input_tokens", 0)
+            + self.usage.get("cache_read_input_tokens", 0)
+        )
+
+    @property
+    def first_token_seconds(self) -> float | None:
+        if self.first_token_at is None:
+            return None
+        return self.first_token_at - self.started_at
+
+
+def cache_breakpoints(messages: Sequence[Message]) -> list[Message]:
+    """A copy of `messages` with a prompt-cache breakpoint on the last block of the last
+    assistant turn: where the previous request's prompt ended, plus the reply to it.
+
+    The request's top-level `cache_control` marks its last block (the whole prompt, for the next
+    mention to read). This second breakpoint is there because the API looks back at most 20
+    blocks from a breakpoint for a cached prefix: a mention after a busy stretch of the thread
+    would otherwise miss the previous prompt. The blocks themselves are unchanged, so the
+    prefix stays byte-stable from one mention to the next.
+    """
+    marked = list(messages)
+    for index in range(len(marked) - 1, -1, -1):
+        if marked[index]["role"] == "assistant":
+            content = list(marked[index]["content"])
+            content[-1] = {**content[-1], "cache_control": EPHEMERAL}
+            marked[index] = {**marked[index], "content": content}
+            break
+    return marked
 
 
 @dataclass(frozen=True)
@@ -34,24 +77,42 @@ class Claude:
     model: str
     max_tokens: int
     system: str
+    cache: bool = True
+
+    async def count_tokens(self, messages: Sequence[Message]) -> int | None:
+        """The API's count of a request's input tokens (free, rate-limited separately); None
+        when it cannot be had — the caller then goes by its estimate."""
+        try:
+            counted = await self.client.messages.count_tokens(
+                model=self.model,
+                system=self.system,
+                messages=list(messages),  # type: ignore[arg-type]
+            )
+        except anthropic.APIError as exc:
+            log.info("token count failed (%r): going by the estimate", exc)
+            return None
+        return int(counted.input_tokens)
 
     async def stream(
         self,
-        messages: Sequence[dict[str, Any]],
+        messages: Sequence[Message],
         on_text: Callable[[str], None],
         *,
         extra: dict[str, Any] | None = None,
     ) -> StreamResult:
         """Stream one reply, feeding each text delta to `on_text` as it arrives."""
-        result = StreamResult(model=self.model)
         started = time.monotonic()
+        result = StreamResult(model=self.model, started_at=started)
         parts: list[str] = []
+        marked = cache_breakpoints(messages) if self.cache else list(messages)
+        caching: dict[str, Any] = {"cache_control": EPHEMERAL} if self.cache else {}
         try:
             async with self.client.messages.stream(
                 model=self.model,
                 max_tokens=self.max_tokens,
                 system=self.system,
-                messages=list(messages),  # type: ignore[arg-type]
+                messages=marked,  # type: ignore[arg-type]
+                **caching,
                 **(extra or {}),
             ) as stream:
                 async for text in stream.text_stream:

@@ -18,12 +18,47 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="slackbot", description="Claude in Slack.")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("run", help="run the bot (the default): Socket Mode if SLACK_APP_TOKEN is set")
+    usage = sub.add_parser(
+        "usage",
+        help="tokens and estimated cost of replies, from the database (no credentials needed)",
+    )
+    usage.add_argument(
+        "--since", default="7d", help="how far back: 30m, 24h, 7d, 2w or all (default 7d)"
+    )
+    usage.add_argument(
+        "--by",
+        default="model",
+        choices=["channel", "user", "model", "team"],
+        help="one row per … (default model)",
+    )
+    usage.add_argument("--db", help="the database file (default SLACKBOT_DB or slackbot.db)")
     return parser.parse_args(argv)
 
 
+def usage_command(args: argparse.Namespace) -> int:
+    """Print the usage table; reads only the database, so it runs beside a live bot."""
+    from slackbot.usage import UsageError, report
+
+    try:
+        settings = load_settings(os.environ, need_slack=False)
+        text = report(
+            args.db or settings.db_path,
+            since_text=args.since,
+            by=args.by,
+            overrides=settings.prices,
+        )
+    except (ConfigError, UsageError) as exc:
+        print(f"slackbot: {exc}", file=sys.stderr)
+        return 2
+    print(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    parse_args(argv)
+    args = parse_args(argv)
     load_dotenv(".env")  # from the working directory; real environment variables win
+    if args.command == "usage":
+        return usage_command(args)
     try:
         settings = load_settings(os.environ)
     except ConfigError as exc:
@@ -33,8 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     from slackbot.server import serve
 
     logs.configure(settings.log_level)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(settings))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(settings))
+    except ConfigError as exc:  # found at start-up, e.g. a retired CLAUDE_MODEL
+        print(f"slackbot: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -7,11 +7,15 @@ or the Anthropic SDK are loaded.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 DEFAULT_MODEL = "claude-sonnet-5"
+#: The Models API line of `DEFAULT_MODEL`: if that model is retired (or unknown to the API) and
+#: CLAUDE_MODEL is unset, the bot uses the newest active model of this line instead.
+DEFAULT_MODEL_LINE = "sonnet"
 DEFAULT_MAX_TOKENS = 8192
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_SYSTEM_PROMPT = (
@@ -51,6 +55,9 @@ class Settings:
     edit_burst: int = 5
     max_file_bytes: int = 20 * 1024 * 1024
     log_level: str = "INFO"
+    #: Operator price overrides for `slackbot usage`: (model id, id prefix or line, USD per
+    #: million input tokens, USD per million output tokens).
+    prices: tuple[tuple[str, float, float], ...] = ()
 
     @property
     def socket_mode(self) -> bool:
@@ -130,6 +137,32 @@ def _edit_budget(env: Mapping[str, str]) -> tuple[float, int]:
     return per_minute, burst_n
 
 
+def _prices(env: Mapping[str, str]) -> tuple[tuple[str, float, float], ...]:
+    """`SLACKBOT_PRICES` is JSON: {"sonnet": [3, 15], "claude-opus-4-6": [5, 25]} — USD per
+    million input and output tokens, keyed by model id, id prefix or model line."""
+    raw = env.get("SLACKBOT_PRICES", "").strip()
+    if not raw:
+        return ()
+    example = '{"sonnet": [3, 15]}'
+    try:
+        table = json.loads(raw)
+        if not isinstance(table, dict):
+            raise ValueError
+        rows = []
+        for key, pair in table.items():
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise ValueError
+            price_in, price_out = (float(x) for x in pair)
+            if price_in < 0 or price_out < 0:
+                raise ValueError
+            rows.append((str(key), price_in, price_out))
+    except (ValueError, TypeError):
+        raise ConfigError(
+            f"SLACKBOT_PRICES must be JSON like {example} (USD per million input/output tokens)"
+        ) from None
+    return tuple(rows)
+
+
 def load_settings(env: Mapping[str, str], *, need_slack: bool = True) -> Settings:
     """Build `Settings` from an environment mapping, or raise `ConfigError` naming the variable."""
     bot_token = _required(env, "SLACK_BOT_TOKEN", prefix="xoxb-") if need_slack else ""
@@ -171,4 +204,5 @@ def load_settings(env: Mapping[str, str], *, need_slack: bool = True) -> Setting
         edit_burst=burst,
         max_file_bytes=int(_number(env, "SLACKBOT_MAX_FILE_MB", 20, minimum=0.001) * 1024 * 1024),
         log_level=(_optional(env, "SLACKBOT_LOG_LEVEL") or "INFO").upper(),
+        prices=_prices(env),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 from dataclasses import dataclass, field
@@ -16,17 +17,18 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from slackbot import errors, markdown
+from slackbot import context_window, errors, markdown
 from slackbot.claude import Claude, StreamResult
 from slackbot.config import Settings
 from slackbot.edit_budget import EditBudgets
 from slackbot.files import FileFetcher
-from slackbot.history import build_messages
+from slackbot.history import Fitted
 from slackbot.incoming import read_message
+from slackbot.models import ModelLimits
 from slackbot.people import People
 from slackbot.reply import LiveReply, call_with_retry
 from slackbot.sequencer import Sequencer
-from slackbot.store import Store
+from slackbot.store import Store, UsageRecord
 from slackbot.thread_sync import sync_thread
 
 log = logging.getLogger(__name__)
@@ -68,9 +70,33 @@ class Conversations:
     fetcher: FileFetcher
     budgets: EditBudgets
     bot_user_id: str | None = None
+    #: What the model accepts: the fallback until start-up asks the Models API (`use_model`).
+    limits: ModelLimits | None = None
     sequencer: Sequencer = field(default_factory=Sequencer)
     #: Messages taken through `handle` so far (answered, duplicate or failed): for monitoring.
     handled: int = 0
+
+    def __post_init__(self) -> None:
+        if self.limits is None:
+            self.use_model(ModelLimits(model=self.claude.model))
+
+    def use_model(self, limits: ModelLimits) -> None:
+        """Talk to `limits.model` from now on, with `max_tokens` within what it accepts."""
+        max_tokens = limits.output_tokens(self.settings.claude_max_tokens)
+        if max_tokens < self.settings.claude_max_tokens:
+            log.warning(
+                "CLAUDE_MAX_TOKENS=%d is more than %s allows here: using %d",
+                self.settings.claude_max_tokens,
+                limits.model,
+                max_tokens,
+            )
+        self.limits = limits
+        self.claude = dataclasses.replace(self.claude, model=limits.model, max_tokens=max_tokens)
+
+    @property
+    def model_limits(self) -> ModelLimits:
+        assert self.limits is not None  # set in __post_init__
+        return self.limits
 
     async def handle(self, msg: Incoming) -> None:
         """Answer one message; never raises (errors end up in the thread and the log)."""
@@ -118,14 +144,69 @@ class Conversations:
         try:
             await wait_turn()
             notes = await self._store_turns(msg, conversation_id)
-            history = build_messages(await self.store.history(conversation_id, msg.ts))
-            result = await self._stream(live, reply_id, history)
+            turns = await context_window.with_estimates(
+                self.store, await self.store.history(conversation_id, msg.ts)
+            )
+            state = await self.store.budget_state(conversation_id)
+            fitted, ratio = await context_window.fit_to_window(
+                self.claude, self.model_limits, turns, state
+            )
+            result = await self._stream(live, reply_id, fitted.messages())
         except Exception:
             log.exception("turn failed before Claude answered")
             await self._close(live, reply_id, StreamResult(), errors.incomplete(errors.INTERNAL))
             return
-        note = self._note_for(result, notes)
+        notice = fitted.omitted and not state.trim_noticed
+        note = self._note_for(result, notes, context_trimmed=notice)
         await self._close(live, reply_id, result, note)
+        try:
+            await self._account(msg, conversation_id, reply_id, fitted, ratio, result, notice)
+        except Exception:
+            log.exception("could not record usage of reply %s", reply_id)
+
+    async def _account(
+        self,
+        msg: Incoming,
+        conversation_id: int,
+        reply_id: int,
+        fitted: Fitted,
+        ratio: float,
+        result: StreamResult,
+        notice: bool,
+    ) -> None:
+        """Store the reply's usage, the cut and the calibration learnt from the API's count."""
+        if result.prompt_tokens:
+            ratio = context_window.calibration(result.prompt_tokens, fitted.raw_tokens)
+        await self.store.save_budget_state(
+            conversation_id,
+            kept_from_id=fitted.trim.kept_from_id,
+            images_from_id=fitted.trim.images_from_id,
+            token_ratio=ratio,
+            trim_noticed=notice,
+        )
+        await self.store.record_usage(
+            UsageRecord(
+                message_id=reply_id,
+                conversation_id=conversation_id,
+                team=msg.team,
+                channel=msg.channel,
+                user_id=msg.user,
+                model=result.model,
+                line=self.model_limits.line,
+                input_tokens=result.usage.get("input_tokens", 0),
+                output_tokens=result.usage.get("output_tokens", 0),
+                cache_creation_input_tokens=result.usage.get("cache_creation_input_tokens", 0),
+                cache_read_input_tokens=result.usage.get("cache_read_input_tokens", 0),
+                stop_reason=result.stop_reason,
+                error=type(result.error).__name__ if result.error is not None else None,
+                seconds=round(result.seconds, 3),
+                first_token_seconds=(
+                    round(result.first_token_seconds, 3)
+                    if result.first_token_seconds is not None
+                    else None
+                ),
+            )
+        )
 
     async def _store_turns(self, msg: Incoming, conversation_id: int) -> list[str]:
         """Sync the thread (best-effort) and store the message being answered."""
@@ -178,8 +259,12 @@ class Conversations:
                 )
 
     @staticmethod
-    def _note_for(result: StreamResult, file_notes: list[str]) -> str | None:
+    def _note_for(
+        result: StreamResult, file_notes: list[str], *, context_trimmed: bool = False
+    ) -> str | None:
         lines = [f"_{note}_" for note in file_notes]
+        if context_trimmed:
+            lines.append(errors.CONTEXT_TRIMMED)
         if result.error is not None:
             lines.append(errors.incomplete(errors.claude_failure(result.error)))
         elif result.stop_reason == "max_tokens":

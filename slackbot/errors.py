@@ -17,6 +17,10 @@ MAX_TOKENS_NOTE = (
     "_✂️ This reply was cut off because it reached the length limit. "
     'Say "continue" and I\'ll pick up where I stopped._'
 )
+CONTEXT_TRIMMED = (
+    "_📜 This conversation has grown longer than I can read at once: its earliest part is no "
+    "longer in my context (I still see its first message)._"
+)
 REFUSAL_NOTE = "_I can't help with that request._"
 EMPTY_REPLY = "_(Claude returned an empty reply.)_"
 INTERRUPTED = "the bot restarted while writing it. Mention me again to get a full answer."

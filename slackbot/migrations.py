@@ -97,3 +97,48 @@ def m005_create_dm_sessions(db: sqlite_utils.Database) -> None:
         {"team": str, "channel": str, "conversation_id": int, "last_ts": str},
         pk=("team", "channel"),
     )
+
+
+@migrations()
+def m006_add_context_budget(db: sqlite_utils.Database) -> None:
+    """Long threads: each turn's estimated token count (`tokens`, filled in lazily, so a
+    mention never re-estimates the whole thread), and per conversation where it was cut to fit
+    the context window (kept_from_id, images_from_id: the cut stays put so the prompt prefix is
+    stable), how the estimates compare with the API's count (`token_ratio`), and when the
+    thread was told that its start is out of context."""
+    db.table("messages").add_column("tokens", int)
+    conversations = db.table("conversations")
+    conversations.add_column("kept_from_id", int)
+    conversations.add_column("images_from_id", int)
+    conversations.add_column("token_ratio", float)
+    conversations.add_column("trim_noticed_at", float)
+
+
+@migrations()
+def m007_create_usage(db: sqlite_utils.Database) -> None:
+    """What each reply cost: the API's usage, the model, how it stopped, how long it took, and
+    who asked where. `slackbot usage` sums it."""
+    db.table("usage").create(
+        {
+            "id": int,
+            "message_id": int,
+            "conversation_id": int,
+            "team": str,
+            "channel": str,
+            "user_id": str,
+            "model": str,
+            "line": str,
+            "input_tokens": int,
+            "output_tokens": int,
+            "cache_creation_input_tokens": int,
+            "cache_read_input_tokens": int,
+            "stop_reason": str,
+            "error": str,
+            "seconds": float,
+            "first_token_seconds": float,
+            "created_at": float,
+        },
+        pk="id",
+        not_null={"created_at"},
+    )
+    db.table("usage").create_index(["created_at"])

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
-from anthropic import AsyncAnthropic
+from anthropic import AsyncAnthropic, DefaultAioHttpClient
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
@@ -22,6 +22,7 @@ from slackbot.config import Settings
 from slackbot.conversation import Conversations
 from slackbot.edit_budget import EditBudgets
 from slackbot.files import FileFetcher, files_info_from
+from slackbot.models import learn_model
 from slackbot.people import People
 from slackbot.store import Store
 
@@ -58,6 +59,9 @@ async def create_bot(
         api_key=settings.anthropic_api_key,
         base_url=settings.anthropic_base_url,
         max_retries=anthropic_max_retries,
+        # aiohttp underneath instead of httpcore/anyio: reading a streamed reply costs about
+        # half the CPU, which is what limits how many replies one process can stream at once.
+        http_client=DefaultAioHttpClient(),
     )
     fetcher = FileFetcher(
         session=session,
@@ -116,7 +120,17 @@ async def start_http(bot: Bot, host: str = "0.0.0.0") -> web.AppRunner:
 
 
 async def prepare(bot: Bot) -> None:
-    """Learn who the bot is and close replies a crash left unfinished, before taking events."""
+    """Learn which model to use and who the bot is, and close replies a crash left unfinished,
+    before taking events. Raises `ModelRefused` (a `ConfigError`) for a retired or unknown
+    CLAUDE_MODEL."""
+    limits = await learn_model(bot.anthropic, bot.settings)
+    bot.conversations.use_model(limits)
+    log.info(
+        "model %s: %d-token window, %d output tokens per reply",
+        limits.model,
+        limits.max_input_tokens,
+        bot.conversations.claude.max_tokens,
+    )
     auth = await bot.slack.auth_test()
     bot.conversations.bot_user_id = auth.get("user_id")
     log.info("connected to Slack as %s (%s)", auth.get("user"), auth.get("team"))

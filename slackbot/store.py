@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 import sqlite_utils
@@ -49,7 +49,39 @@ class Turn:
     images: tuple[StoredImage, ...] = ()
     notes: tuple[str, ...] = ()
     status: str = "done"
-    input_tokens: int | None = None
+    #: Estimated input tokens of the rendered turn (None until the history module estimates it).
+    tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class BudgetState:
+    """How a conversation was fitted into the context window last time (see `history.fit`)."""
+
+    kept_from_id: int | None = None
+    images_from_id: int | None = None
+    token_ratio: float | None = None
+    trim_noticed: bool = False
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    """One reply's cost and circumstances, as `slackbot usage` sums them."""
+
+    message_id: int | None
+    conversation_id: int | None
+    team: str
+    channel: str
+    user_id: str
+    model: str | None
+    line: str | None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    stop_reason: str | None = None
+    error: str | None = None
+    seconds: float = 0.0
+    first_token_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -296,7 +328,7 @@ class Store:
         def _update() -> None:
             with self._db.conn:
                 self._db.execute(
-                    "UPDATE messages SET text=?, reply_ts=?, status=?,"
+                    "UPDATE messages SET text=?, reply_ts=?, status=?, tokens=NULL,"
                     " stop_reason=COALESCE(?, stop_reason) WHERE id=?",
                     [text, json.dumps(list(message_ts)), status, stop_reason, reply_id],
                 )
@@ -311,7 +343,7 @@ class Store:
     def _history(self, conversation_id: int, up_to_ts: str) -> list[Turn]:
         db = self._db
         rows = db.execute(
-            "SELECT id, role, ts, text, user_id, user_name, notes, status, input_tokens"
+            "SELECT id, role, ts, text, user_id, user_name, notes, status, tokens"
             " FROM messages WHERE conversation_id=? AND ("
             " (role='user' AND sort_ts<=?) OR (role='assistant' AND sort_ts<?))"
             " ORDER BY sort_ts, role='assistant', id",
@@ -335,11 +367,74 @@ class Store:
                 user_name=row[5],
                 notes=tuple(json.loads(row[6])) if row[6] else (),
                 status=row[7],
-                input_tokens=row[8],
+                tokens=row[8],
                 images=tuple(images.get(row[0], ())),
             )
             for row in rows
         ]
+
+    async def save_token_estimates(self, estimates: dict[int, int]) -> None:
+        """Remember turns' estimated token counts, so each turn is estimated once."""
+        if not estimates:
+            return
+
+        def _save() -> None:
+            with self._db.conn:
+                self._db.conn.executemany(
+                    "UPDATE messages SET tokens=? WHERE id=?",
+                    [(tokens, message_id) for message_id, tokens in estimates.items()],
+                )
+
+        await self._run(_save)
+
+    # -- context budget and usage -----------------------------------------------------------
+
+    async def budget_state(self, conversation_id: int) -> BudgetState:
+        def _state() -> BudgetState:
+            row = self._db.execute(
+                "SELECT kept_from_id, images_from_id, token_ratio, trim_noticed_at"
+                " FROM conversations WHERE id=?",
+                [conversation_id],
+            ).fetchone()
+            if row is None:
+                return BudgetState()
+            return BudgetState(row[0], row[1], row[2], row[3] is not None)
+
+        return await self._run(_state)
+
+    async def save_budget_state(
+        self,
+        conversation_id: int,
+        *,
+        kept_from_id: int | None,
+        images_from_id: int | None,
+        token_ratio: float | None = None,
+        trim_noticed: bool = False,
+    ) -> None:
+        """Store where the conversation is cut; `token_ratio` and the notice only ever get set."""
+
+        def _save() -> None:
+            with self._db.conn:
+                self._db.execute(
+                    "UPDATE conversations SET kept_from_id=?, images_from_id=?,"
+                    " token_ratio=COALESCE(?, token_ratio),"
+                    " trim_noticed_at=COALESCE(trim_noticed_at, ?) WHERE id=?",
+                    [
+                        kept_from_id,
+                        images_from_id,
+                        token_ratio,
+                        time.time() if trim_noticed else None,
+                        conversation_id,
+                    ],
+                )
+
+        await self._run(_save)
+
+    async def record_usage(self, record: UsageRecord) -> None:
+        def _record() -> None:
+            self._db.table("usage").insert({**asdict(record), "created_at": time.time()})
+
+        await self._run(_record)
 
     # -- recovery ---------------------------------------------------------------------------
 

@@ -84,3 +84,17 @@ def test_cli_missing_setting_is_one_line_and_fast(tmp_path) -> None:
     assert "SLACK_BOT_TOKEN" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert time.monotonic() - started < 10
+
+
+def test_price_overrides() -> None:
+    s = load_settings({**BASE, "SLACKBOT_PRICES": '{"sonnet": [3, 15], "claude-x-1": [1.5, 7]}'})
+    assert s.prices == (("sonnet", 3.0, 15.0), ("claude-x-1", 1.5, 7.0))
+    assert load_settings(BASE).prices == ()
+    for bad in ('{"sonnet": 3}', "[1, 2]", "not json", '{"sonnet": [-1, 2]}'):
+        with pytest.raises(ConfigError, match="SLACKBOT_PRICES"):
+            load_settings({**BASE, "SLACKBOT_PRICES": bad})
+
+
+def test_usage_needs_no_credentials() -> None:
+    s = load_settings({"SLACKBOT_DB": "/tmp/x.db"}, need_slack=False)
+    assert s.db_path == "/tmp/x.db"

@@ -28,6 +28,7 @@ def test_schema_after_migrations() -> None:
         "events",
         "seen_messages",
         "dm_sessions",
+        "usage",
     }
     assert db["conversations"].columns_dict == {
         "id": int,
@@ -36,10 +37,21 @@ def test_schema_after_migrations() -> None:
         "kind": str,
         "root_ts": str,
         "created_at": float,
+        "kept_from_id": int,
+        "images_from_id": int,
+        "token_ratio": float,
+        "trim_noticed_at": float,
     }
-    assert {"conversation_id", "role", "ts", "sort_ts", "text", "status", "reply_ts"} <= set(
-        db["messages"].columns_dict
-    )
+    assert {
+        "conversation_id",
+        "role",
+        "ts",
+        "sort_ts",
+        "text",
+        "status",
+        "reply_ts",
+        "tokens",
+    } <= set(db["messages"].columns_dict)
     assert migrations.pending(db) == []
 
 
@@ -141,4 +153,38 @@ async def test_unfinished_replies_survive_kill_9(tmp_path) -> None:
     store = await Store.open(path)
     unfinished = await store.unfinished_replies()
     assert [(u.text, u.message_ts) for u in unfinished] == [("partial", ("1700000000.000002",))]
+    await store.close()
+
+
+async def test_upgrade_from_before_the_context_budget(tmp_path) -> None:
+    """A database from the core bot (m001-m005) gains token estimates, budget state and usage."""
+    path = str(tmp_path / "old.db")
+    db = sqlite_utils.Database(path)
+    migrations.apply(db, stop_before="m006_add_context_budget")
+    db.execute(
+        "INSERT INTO conversations (id, team, channel, kind, root_ts)"
+        " VALUES (1, 'T', 'C', 'thread', ?)",
+        [ts(1)],
+    )
+    db.execute(
+        "INSERT INTO messages (conversation_id, role, ts, sort_ts, user_name, text, status)"
+        " VALUES (1, 'user', ?, ?, 'Alice', 'hi', 'done')",
+        [ts(1), ts(1)],
+    )
+    db.conn.commit()
+    db.close()
+
+    store = await Store.open(path)
+    (turn,) = await store.history(1, ts(1))
+    assert turn.text == "hi" and turn.tokens is None
+    await store.save_token_estimates({turn.id: 12})
+    (turn,) = await store.history(1, ts(1))
+    assert turn.tokens == 12
+    state = await store.budget_state(1)
+    assert state.kept_from_id is None and state.token_ratio is None and not state.trim_noticed
+    await store.save_budget_state(1, kept_from_id=7, images_from_id=None, token_ratio=0.9)
+    await store.save_budget_state(1, kept_from_id=7, images_from_id=3, trim_noticed=True)
+    state = await store.budget_state(1)
+    assert (state.kept_from_id, state.images_from_id, state.token_ratio) == (7, 3, 0.9)
+    assert state.trim_noticed
     await store.close()

@@ -6,9 +6,12 @@
 Prints one JSON line with the URLs and tokens, then serves until SIGTERM/SIGINT. Results are read
 back over HTTP: ``GET {slack_url}/_control/stats`` (calls per method, call log, messages with
 their monotonic post/update times; CLOCK_MONOTONIC is shared by processes on Linux),
-``POST {slack_url}/_control/reset``, ``POST {slack_url}/_control/user_message`` ({channel, user,
+``POST {slack_url}/_control/reset``, ``POST {slack_url}/_control/configure``
+({chat_update_per_minute, minute_seconds}), ``POST {slack_url}/_control/user_message`` ({channel, user,
 text, thread_ts?}), ``POST {slack_url}/_control/push`` ({payload}) to deliver an event over
-Socket Mode, and ``GET {claude_url}/_control/stats``.
+Socket Mode, ``GET {claude_url}/_control/stats`` (with a per-reply ``timeline``) and
+``POST {claude_url}/_control/script`` ({marker?, chars?, ttft?, tps?}) to change what the fake
+model answers.
 """
 
 from __future__ import annotations
@@ -19,18 +22,10 @@ import json
 import signal
 import sys
 
-from tests.fakes.claude import FakeClaude, Script
+from tests.fakes.claude import FakeClaude, Script, reply_text
 from tests.fakes.slack import FakeSlack, FakeSocketModeServer
 
-FILLER = (
-    "Here is a considered answer, written at a steady pace so that streaming, edit batching and "
-    "rate limits have something realistic to chew on. "
-)
-
-
-def reply_text(chars: int) -> str:
-    """Deterministic prose of exactly ``chars`` characters."""
-    return (FILLER * (chars // len(FILLER) + 1))[:chars]
+__all__ = ["main", "reply_text"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

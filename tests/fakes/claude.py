@@ -52,6 +52,10 @@ IMAGE_TYPES = {
     "image/webp": (b"RIFF",),
 }
 MAX_IMAGE_BASE64 = 5 * 1024 * 1024
+FILLER = (
+    "Here is a considered answer, written at a steady pace so that streaming, edit batching and "
+    "rate limits have something realistic to chew on. "
+)
 MAX_CACHE_BREAKPOINTS = 4
 
 
@@ -76,6 +80,25 @@ class Script:
     break_after_chars: int | None = None
     error_event_after_chars: int | None = None
     input_tokens: int | None = None
+
+
+def reply_text(chars: int) -> str:
+    """Deterministic prose of exactly ``chars`` characters."""
+    return (FILLER * (chars // len(FILLER) + 1))[:chars]
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    """The text of the request's last user message (its text blocks joined)."""
+    for message in reversed(body.get("messages") or []):
+        if message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            return content
+        return "\n".join(
+            b.get("text", "") for b in content or [] if isinstance(b, dict) and "text" in b
+        )
+    return ""
 
 
 @dataclass
@@ -233,7 +256,12 @@ class FakeClaude:
         self.image_tokens = 1600
         self.document_tokens = 3000
 
+        #: Scripts chosen by a marker string in the last user message (after ``queue``).
+        self.by_marker: dict[str, Script] = {}
         self.requests: list[dict[str, Any]] = []
+        #: One entry per streamed reply: monotonic ``received_at``, ``first_token_at``,
+        #: ``end_at`` (message_stop written) and the tail of the last user message.
+        self.timeline: list[dict[str, Any]] = []
         self.request_headers: list[dict[str, str]] = []
         self.count_requests: list[dict[str, Any]] = []
         self.usages: list[Usage] = []
@@ -254,6 +282,7 @@ class FakeClaude:
         app.router.add_get("/v1/models", self._handle_list_models)
         app.router.add_get("/v1/models/{model_id}", self._handle_get_model)
         app.router.add_get("/_control/stats", self._handle_stats)
+        app.router.add_post("/_control/script", self._handle_script)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, HOST, port)
@@ -298,6 +327,11 @@ class FakeClaude:
     def _next_script(self, body: dict[str, Any]) -> Script:
         if self.queue:
             return self.queue.pop(0)
+        if self.by_marker:
+            last = _last_user_text(body)
+            for marker, script in self.by_marker.items():
+                if marker in last:
+                    return script
         if self.responder is not None and (script := self.responder(body)) is not None:
             return script
         return self.default
@@ -382,8 +416,28 @@ class FakeClaude:
                 "count_requests": len(self.count_requests),
                 "peak_in_flight": self.peak_in_flight,
                 "usages": [u.__dict__ for u in self.usages],
+                "timeline": self.timeline,
             }
         )
+
+    async def _handle_script(self, request: web.Request) -> web.Response:
+        """Set the default script, or with ``marker`` the script for requests whose last user
+        message contains it: {marker?, chars?, text?, ttft?, tps?, chars_per_token?}."""
+        body = await request.json()
+        text = body.get("text")
+        if text is None:
+            text = reply_text(int(body["chars"])) if "chars" in body else Script().text
+        script = Script(
+            text=text,
+            ttft=float(body.get("ttft", 0.0)),
+            tokens_per_second=body.get("tps"),
+            chars_per_token=int(body.get("chars_per_token", 4)),
+        )
+        if body.get("marker"):
+            self.by_marker[str(body["marker"])] = script
+        else:
+            self.default = script
+        return web.json_response({"ok": True})
 
     # -- replies --------------------------------------------------------------------------
 
@@ -463,6 +517,15 @@ class FakeClaude:
             await response.write(payload.encode())
 
         message = self._message(body, usage, text=None, output_tokens=1)
+        loop = asyncio.get_running_loop()
+        record: dict[str, Any] = {
+            "received_at": time.monotonic(),
+            "first_token_at": None,
+            "end_at": None,
+            "ttft": script.ttft,
+            "last_text": _last_user_text(body)[-200:],
+        }
+        self.timeline.append(record)
         cut = min(
             (
                 n
@@ -483,7 +546,6 @@ class FakeClaude:
             )
             await send("ping", {"type": "ping"})
             await asyncio.sleep(script.ttft)
-            loop = asyncio.get_running_loop()
             started, sent = loop.time(), 0
             for i, chunk in enumerate(chunks):
                 if script.tokens_per_second:
@@ -502,6 +564,8 @@ class FakeClaude:
                         },
                     )
                     sent += len(chunk)
+                    if record["first_token_at"] is None:
+                        record["first_token_at"] = time.monotonic()
                 if cut is not None and sent >= cut:
                     break
             if cut is not None and sent >= cut:
@@ -527,6 +591,7 @@ class FakeClaude:
                 },
             )
             await send("message_stop", {"type": "message_stop"})
+            record["end_at"] = time.monotonic()
             await response.write_eof()
         except ConnectionResetError:
             # The client went away mid-stream (it stopped reading or was cancelled).

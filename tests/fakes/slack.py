@@ -137,6 +137,7 @@ class FakeSlack:
         self._delays: dict[str, float] = {}
         self._update_times: deque[float] = deque()
         self._timeline: dict[tuple[str, str], dict[str, float | int]] = {}
+        self._update_log: dict[tuple[str, str], list[float]] = {}  # every chat.update's time
         self._last_ts_us = 0
         self._file_ids = itertools.count(1)
         self._changed = asyncio.Event()
@@ -165,6 +166,7 @@ class FakeSlack:
         app.router.add_get("/redirect", self._handle_redirect)
         app.router.add_get("/_control/stats", self._handle_stats)
         app.router.add_post("/_control/reset", self._handle_reset)
+        app.router.add_post("/_control/configure", self._handle_configure)
         app.router.add_post("/_control/user_message", self._handle_seed_message)
         app.router.add_post("/_control/push", self._handle_push)
         self._runner = web.AppRunner(app, access_log=None)
@@ -342,6 +344,7 @@ class FakeSlack:
         self._failures.clear()
         self._update_times.clear()
         self._timeline.clear()
+        self._update_log.clear()
 
     # -- assertions -----------------------------------------------------------------------
 
@@ -390,8 +393,12 @@ class FakeSlack:
                 await asyncio.wait_for(self._changed.wait(), min(remaining, 0.05))
         return result
 
-    def stats(self) -> dict[str, Any]:
-        """What /_control/stats serves: a JSON summary for a benchmark in another process."""
+    def stats(self, *, with_text: bool = False) -> dict[str, Any]:
+        """What /_control/stats serves: a JSON summary for a benchmark in another process.
+
+        Each message carries its ``posted_at``, ``updated_at`` and ``update_times`` (every
+        ``chat.update``, monotonic); ``with_text`` (``?text=1``) adds its current content.
+        """
         errors: dict[str, Counter[str]] = {}
         for call in self.calls:
             if call.error:
@@ -407,6 +414,8 @@ class FakeSlack:
                     "bot": m["bot_id"] == self.bot_id,
                     "chars": len(self.final_text(*key)),
                     **self._timeline.get(key, {}),
+                    "update_times": self._update_log.get(key, []),
+                    **({"text": self.final_text(*key)} if with_text else {}),
                 }
             )
         return {
@@ -512,7 +521,24 @@ class FakeSlack:
         raise web.HTTPFound(request.query["to"])
 
     async def _handle_stats(self, request: web.Request) -> web.Response:
-        return web.json_response(self.stats())
+        return web.json_response(self.stats(with_text=_truthy(request.query.get("text"))))
+
+    async def _handle_configure(self, request: web.Request) -> web.Response:
+        """Change the Tier-3 ``chat.update`` rule at run time: {chat_update_per_minute,
+        minute_seconds} (a null per-minute turns enforcement off)."""
+        body = await request.json()
+        if "chat_update_per_minute" in body:
+            self.chat_update_per_minute = body["chat_update_per_minute"]
+            self._update_times.clear()
+        if "minute_seconds" in body:
+            self.minute_seconds = float(body["minute_seconds"])
+        return web.json_response(
+            {
+                "ok": True,
+                "chat_update_per_minute": self.chat_update_per_minute,
+                "minute_seconds": self.minute_seconds,
+            }
+        )
 
     async def _handle_reset(self, request: web.Request) -> web.Response:
         self.reset()
@@ -565,6 +591,7 @@ class FakeSlack:
         }
         self.messages[(channel, ts)] = message
         self._timeline[(channel, ts)] = {"posted_at": time.monotonic(), "updates": 0}
+        self._update_log[(channel, ts)] = []
         self._changed.set()
         return message
 
@@ -654,6 +681,7 @@ class FakeSlack:
         timeline = self._timeline.setdefault(key, {"updates": 0})
         timeline["updates"] = int(timeline.get("updates", 0)) + 1
         timeline["updated_at"] = time.monotonic()
+        self._update_log.setdefault(key, []).append(timeline["updated_at"])
         return {
             "ok": True,
             "channel": message["channel"],

@@ -1,0 +1,142 @@
+"""What the configured model can take, learnt once at start-up from the Models API.
+
+`learn_model` asks `models.retrieve(CLAUDE_MODEL)` for the context window, the output limit,
+the capabilities and the lifecycle. The answer holds for the life of the process. When the API
+cannot be reached (connection error, 5xx, ...), the bot starts with `FALLBACK` limits and a
+warning. A model the API calls retired, or does not know (404), stops the start-up with one line
+naming it — except the built-in default (CLAUDE_MODEL unset), which is swapped for the newest
+active model of its line.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import anthropic
+
+from slackbot.config import DEFAULT_MODEL_LINE, ConfigError, Settings
+
+log = logging.getLogger(__name__)
+
+#: Limits assumed when the Models API cannot be asked: every current model has at least a
+#: 200k-token window and 32k output tokens; images and PDFs are read by all of them.
+FALLBACK_MAX_INPUT_TOKENS = 200_000
+FALLBACK_MAX_TOKENS = 32_000
+
+
+class ModelRefused(ConfigError):
+    """The configured model cannot be used; the text is the one line the operator sees."""
+
+
+@dataclass(frozen=True)
+class ModelLimits:
+    """The model a bot talks to and what it accepts."""
+
+    model: str
+    max_input_tokens: int = FALLBACK_MAX_INPUT_TOKENS
+    max_tokens: int = FALLBACK_MAX_TOKENS
+    image_input: bool = True
+    pdf_input: bool = True
+    context_management: bool = False
+    lifecycle: str = "active"
+    line: str | None = None
+    from_api: bool = False
+
+    def output_tokens(self, wanted: int) -> int:
+        """`max_tokens` for each request: CLAUDE_MAX_TOKENS, within what the model can write
+        and at most half the window, so a long thread always keeps room for its input."""
+        return max(1, min(wanted, self.max_tokens, self.max_input_tokens // 2))
+
+
+def limits_from(info: Any) -> ModelLimits:
+    """`ModelLimits` from an SDK `ModelInfo` (missing fields keep the fallback values)."""
+    caps = info.capabilities
+
+    def supported(name: str, default: bool) -> bool:
+        cap = getattr(caps, name, None) if caps is not None else None
+        return bool(getattr(cap, "supported", default)) if cap is not None else default
+
+    return ModelLimits(
+        model=info.id,
+        max_input_tokens=info.max_input_tokens or FALLBACK_MAX_INPUT_TOKENS,
+        max_tokens=info.max_tokens or FALLBACK_MAX_TOKENS,
+        image_input=supported("image_input", True),
+        pdf_input=supported("pdf_input", True),
+        context_management=supported("context_management", False),
+        lifecycle=info.lifecycle,
+        line=info.line,
+        from_api=True,
+    )
+
+
+async def learn_model(client: anthropic.AsyncAnthropic, settings: Settings) -> ModelLimits:
+    """The limits of the model the bot should use, or `ModelRefused` (see the module doc)."""
+    name = settings.claude_model
+    try:
+        info = await client.models.retrieve(name)
+    except anthropic.NotFoundError:
+        if settings.claude_model_is_default:
+            return await _newest_of_line(client, name, DEFAULT_MODEL_LINE, why="is unknown")
+        raise ModelRefused(
+            f"CLAUDE_MODEL {name!r} is not a model the Anthropic API knows: "
+            "set CLAUDE_MODEL to a current model id"
+        ) from None
+    except anthropic.AuthenticationError:
+        raise ModelRefused(
+            "ANTHROPIC_API_KEY was refused by the Anthropic API: check the key"
+        ) from None
+    except anthropic.APIError as exc:
+        log.warning(
+            "could not look up model %s (%r): assuming a %d-token window and %d output tokens",
+            name,
+            exc,
+            FALLBACK_MAX_INPUT_TOKENS,
+            FALLBACK_MAX_TOKENS,
+        )
+        return ModelLimits(model=name)
+    limits = limits_from(info)
+    if limits.lifecycle == "retired":
+        if settings.claude_model_is_default:
+            line = limits.line or DEFAULT_MODEL_LINE
+            return await _newest_of_line(client, name, line, why="is retired")
+        raise ModelRefused(
+            f"CLAUDE_MODEL {name!r} is retired: set CLAUDE_MODEL to a current model id"
+        )
+    if limits.lifecycle == "deprecated":
+        retires = getattr(info, "retires_at", None)
+        when = f" (retires {retires:%Y-%m-%d})" if retires else ""
+        log.warning("model %s is deprecated%s: choose a newer CLAUDE_MODEL soon", name, when)
+    return limits
+
+
+async def _newest_of_line(
+    client: anthropic.AsyncAnthropic, name: str, line: str, *, why: str
+) -> ModelLimits:
+    """The newest active model of `line`, standing in for a built-in default that went away."""
+    newest = None
+    try:
+        async for info in client.models.list(limit=100):
+            is_candidate = info.line == line and info.lifecycle == "active"
+            if is_candidate and (newest is None or info.created_at > newest.created_at):
+                newest = info
+    except anthropic.APIError as exc:
+        raise ModelRefused(
+            f"the built-in model {name!r} {why} and the model list could not be read "
+            f"({type(exc).__name__}): set CLAUDE_MODEL"
+        ) from None
+    if newest is None:
+        raise ModelRefused(
+            f"the built-in model {name!r} {why} and no active {line!r} model is listed: "
+            "set CLAUDE_MODEL"
+        )
+    log.warning(
+        "the built-in model %s %s: using %s, the newest active %s model (set CLAUDE_MODEL to "
+        "choose)",
+        name,
+        why,
+        newest.id,
+        line,
+    )
+    return limits_from(newest)
