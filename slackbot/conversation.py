@@ -23,7 +23,7 @@ from slackbot.config import Settings
 from slackbot.edit_budget import EditBudgets
 from slackbot.files import FileFetcher
 from slackbot.history import Fitted
-from slackbot.incoming import read_message
+from slackbot.incoming import read_message, store_user_turn
 from slackbot.models import ModelLimits
 from slackbot.people import People
 from slackbot.reply import LiveReply, call_with_retry
@@ -225,15 +225,7 @@ class Conversations:
         turn = await read_message(
             msg.message, people=self.people, fetcher=self.fetcher, bot_user_id=self.bot_user_id
         )
-        await self.store.add_user_turn(
-            conversation_id,
-            ts=turn.ts,
-            user_id=turn.user_id,
-            user_name=turn.user_name,
-            text=turn.text,
-            images=turn.images,
-            notes=[note.text for note in turn.notes],
-        )
+        await store_user_turn(self.store, conversation_id, turn)
         return [note.text for note in turn.notes]
 
     async def _stream(

@@ -12,7 +12,7 @@ from typing import Any
 from slackbot import slack_text
 from slackbot.files import FileFetcher, FileNote, ImageBlock
 from slackbot.people import People
-from slackbot.store import StoredImage
+from slackbot.store import Store, StoredImage
 
 #: Message subtypes that are a person speaking; everything else (edits, deletions, joins,
 #: bot posts) is not a turn.
@@ -60,4 +60,17 @@ async def read_message(
         text=slack_text.to_plain_text(raw, names=names, bot_user_id=bot_user_id),
         images=tuple(StoredImage(i.media_type, i.data, i.name) for i in images),
         notes=tuple(notes),
+    )
+
+
+async def store_user_turn(store: Store, conversation_id: int, turn: UserTurn) -> bool:
+    """Keep a person's turn; False if that message was stored already."""
+    return await store.add_user_turn(
+        conversation_id,
+        ts=turn.ts,
+        user_id=turn.user_id,
+        user_name=turn.user_name,
+        text=turn.text,
+        images=turn.images,
+        notes=[note.text for note in turn.notes],
     )

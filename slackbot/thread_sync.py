@@ -14,7 +14,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from slackbot.files import FileFetcher
-from slackbot.incoming import is_person_message, read_message
+from slackbot.incoming import is_person_message, read_message, store_user_turn
 from slackbot.people import People
 from slackbot.store import Store
 
@@ -75,14 +75,5 @@ async def sync_thread(
         if not ts or ts in known or ts > up_to_ts or not is_person_message(message, bot_user_id):
             continue
         turn = await read_message(message, people=people, fetcher=fetcher, bot_user_id=bot_user_id)
-        stored = await store.add_user_turn(
-            conversation_id,
-            ts=turn.ts,
-            user_id=turn.user_id,
-            user_name=turn.user_name,
-            text=turn.text,
-            images=turn.images,
-            notes=[note.text for note in turn.notes],
-        )
-        added += int(stored)
+        added += int(await store_user_turn(store, conversation_id, turn))
     return added
