@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import anthropic
 
@@ -71,6 +71,19 @@ def cache_breakpoints(messages: Sequence[Message]) -> list[Message]:
     return marked
 
 
+USAGE_KEYS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+)
+
+
+def _known(usage: Any) -> dict[str, Any]:
+    """The usage fields an event reports (a later event's counts replace earlier ones)."""
+    return {k: v for k, v in (usage or {}).items() if v is not None}
+
+
 @dataclass(frozen=True)
 class Claude:
     client: anthropic.AsyncAnthropic
@@ -106,29 +119,46 @@ class Claude:
         parts: list[str] = []
         marked = cache_breakpoints(messages) if self.cache else list(messages)
         caching: dict[str, Any] = {"cache_control": EPHEMERAL} if self.cache else {}
+        body: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+            "system": self.system,
+            "messages": marked,
+            **caching,
+            **(extra or {}),
+            "stream": True,
+        }
+        usage: dict[str, Any] = {}
         try:
-            async with self.client.messages.stream(
-                model=self.model,
-                max_tokens=self.max_tokens,
-                system=self.system,
-                messages=marked,  # type: ignore[arg-type]
-                **caching,
-                **(extra or {}),
-            ) as stream:
-                async for text in stream.text_stream:
-                    if result.first_token_at is None:
-                        result.first_token_at = time.monotonic()
-                    parts.append(text)
-                    on_text(text)
-                final = await stream.get_final_message()
-            result.stop_reason = final.stop_reason
-            result.model = final.model
-            result.usage = {
-                "input_tokens": final.usage.input_tokens or 0,
-                "output_tokens": final.usage.output_tokens or 0,
-                "cache_creation_input_tokens": final.usage.cache_creation_input_tokens or 0,
-                "cache_read_input_tokens": final.usage.cache_read_input_tokens or 0,
-            }
+            # The raw events as dicts: the SDK still sends, retries and raises (an `error` event
+            # included), but builds no pydantic model per delta and no message snapshot, which
+            # was most of the CPU of a streamed reply (see bench/).
+            events = await self.client.post(
+                "/v1/messages",
+                body=body,
+                cast_to=object,
+                stream=True,
+                stream_cls=anthropic.AsyncStream[object],
+            )
+            async with events:
+                async for raw in events:
+                    event = cast(dict[str, Any], raw)
+                    kind = event.get("type")
+                    if kind == "content_block_delta":
+                        delta = event["delta"]
+                        if delta.get("type") == "text_delta":
+                            if result.first_token_at is None:
+                                result.first_token_at = time.monotonic()
+                            parts.append(delta["text"])
+                            on_text(delta["text"])
+                    elif kind == "message_start":
+                        message = event["message"]
+                        result.model = message.get("model") or result.model
+                        usage.update(_known(message.get("usage")))
+                    elif kind == "message_delta":
+                        result.stop_reason = (event.get("delta") or {}).get("stop_reason")
+                        usage.update(_known(event.get("usage")))
+            result.usage = {key: int(usage.get(key) or 0) for key in USAGE_KEYS}
         except anthropic.APIError as exc:
             log.warning("Claude call failed: %r", exc)
             result.error = exc

@@ -51,7 +51,12 @@ async def create_bot(
     settings: Settings, *, anthropic_max_retries: int = 2, store: Store | None = None
 ) -> Bot:
     store = store or await Store.open(settings.db_path)
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+    session = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=60),
+        # aiohttp's default of 100 connections queued half of a 200-mention burst's placeholders
+        # behind the other half; the Anthropic client allows 1,000 too.
+        connector=aiohttp.TCPConnector(limit=1000),
+    )
     slack = AsyncWebClient(
         token=settings.slack_bot_token, base_url=settings.slack_api_url, session=session
     )

@@ -7,11 +7,11 @@ Prints one JSON line with the URLs and tokens, then serves until SIGTERM/SIGINT.
 back over HTTP: ``GET {slack_url}/_control/stats`` (calls per method, call log, messages with
 their monotonic post/update times; CLOCK_MONOTONIC is shared by processes on Linux),
 ``POST {slack_url}/_control/reset``, ``POST {slack_url}/_control/configure``
-({chat_update_per_minute, minute_seconds}), ``POST {slack_url}/_control/user_message`` ({channel, user,
-text, thread_ts?}), ``POST {slack_url}/_control/push`` ({payload}) to deliver an event over
-Socket Mode, ``GET {claude_url}/_control/stats`` (with a per-reply ``timeline``) and
-``POST {claude_url}/_control/script`` ({marker?, chars?, ttft?, tps?}) to change what the fake
-model answers.
+({chat_update_per_minute, minute_seconds}), ``POST {slack_url}/_control/user_message``
+({channel, user, text, thread_ts?}), ``POST {slack_url}/_control/push`` ({payload}) to
+deliver an event over Socket Mode, ``GET {claude_url}/_control/stats`` (with a per-reply
+``timeline``) and ``POST {claude_url}/_control/script`` ({marker?, chars?, ttft?, tps?}) to
+change what the fake model answers.
 """
 
 from __future__ import annotations
