@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from slackbot.claude import Claude
 from slackbot.history import Budget, Fitted, Trim, estimate_text_tokens, estimate_turn_tokens, fit
 from slackbot.models import ModelLimits
-from slackbot.store import BudgetState, Store, Turn
+from slackbot.store import BudgetState, Turn
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +36,17 @@ def calibration(actual: int, estimated: int) -> float:
     return min(high, max(low, actual / max(1, estimated)))
 
 
-async def with_estimates(store: Store, turns: Sequence[Turn]) -> list[Turn]:
-    """The turns with their token estimates, estimating (once, off the event loop) and
-    storing those not yet known."""
+async def with_estimates(turns: Sequence[Turn]) -> tuple[list[Turn], dict[int, int]]:
+    """The turns with their token estimates, and the estimates that were missing (computed
+    off the event loop) for the caller to store once the reply is under way."""
     missing = [turn for turn in turns if turn.tokens is None]
     if not missing:
-        return list(turns)
+        return list(turns), {}
     estimates = await asyncio.to_thread(
         lambda: {turn.id: estimate_turn_tokens(turn) for turn in missing}
     )
-    await store.save_token_estimates(estimates)
-    return [dataclasses.replace(t, tokens=estimates.get(t.id, t.tokens)) for t in turns]
+    turns = [dataclasses.replace(t, tokens=estimates.get(t.id, t.tokens)) for t in turns]
+    return turns, estimates
 
 
 def budget_for(claude: Claude, limits: ModelLimits, ratio: float | None) -> Budget:

@@ -23,12 +23,12 @@ from slackbot.config import Settings
 from slackbot.edit_budget import EditBudgets
 from slackbot.files import FileFetcher
 from slackbot.history import Fitted
-from slackbot.incoming import read_message, store_user_turn
+from slackbot.incoming import UserTurn, read_message
 from slackbot.models import ModelLimits
 from slackbot.people import People
 from slackbot.reply import LiveReply, call_with_retry
 from slackbot.sequencer import Sequencer
-from slackbot.store import Store, UsageRecord
+from slackbot.store import BudgetState, Store, Turn, UsageRecord
 from slackbot.thread_sync import sync_thread
 
 log = logging.getLogger(__name__)
@@ -102,32 +102,59 @@ class Conversations:
         """Answer one message; never raises (errors end up in the thread and the log)."""
         ticket = self.sequencer.enter(msg.sequence_key)
         try:
-            if not await self.store.claim_event(msg.event_id, msg.channel, msg.ts):
+            top_level_dm = msg.is_dm and msg.thread_ts is None
+            if top_level_dm and msg.text.strip().lower() in RESET_WORDS:
+                await self._reset(msg)
+                return
+            conversation_id = await self.store.claim_conversation(
+                msg.event_id,
+                msg.channel,
+                msg.ts,
+                team=msg.team,
+                thread_root=None if top_level_dm else (msg.thread_ts or msg.ts),
+                idle_seconds=self.settings.dm_idle_hours * 3600,
+            )
+            if conversation_id is None:
                 log.info("duplicate delivery of %s/%s ignored", msg.channel, msg.ts)
                 return
-            await self._answer(msg, queued=ticket.must_wait, wait_turn=ticket.wait)
+            await self._answer(msg, conversation_id, queued=ticket.must_wait, wait_turn=ticket.wait)
         except Exception:
             log.exception("could not answer %s/%s", msg.channel, msg.ts)
         finally:
             ticket.release()
             self.handled += 1
 
-    async def _answer(self, msg: Incoming, *, queued: bool, wait_turn: Any) -> None:
-        top_level_dm = msg.is_dm and msg.thread_ts is None
-        if top_level_dm and msg.text.strip().lower() in RESET_WORDS:
+    async def _reset(self, msg: Incoming) -> None:
+        """`reset` in a DM: the next top-level message starts a fresh conversation."""
+        if await self.store.claim_event(msg.event_id, msg.channel, msg.ts):
             await self.store.reset_dm(msg.team, msg.channel)
             await self._post(msg.channel, None, errors.RESET_DONE)
-            return
-        if top_level_dm:
-            conversation_id = await self.store.dm_conversation(
-                msg.team, msg.channel, msg.ts, self.settings.dm_idle_hours * 3600
+
+    async def _answer(
+        self, msg: Incoming, conversation_id: int, *, queued: bool, wait_turn: Any
+    ) -> None:
+        # The message's own content (speaker's name, images) does not depend on the store or on
+        # earlier turns: fetch it while the placeholder goes out.
+        reading = asyncio.create_task(
+            read_message(
+                msg.message, people=self.people, fetcher=self.fetcher, bot_user_id=self.bot_user_id
             )
-            reply_thread = None
-        else:
-            reply_thread = msg.thread_ts or msg.ts
-            conversation_id = await self.store.thread_conversation(
-                msg.team, msg.channel, reply_thread
-            )
+        )
+        try:
+            await self._answer_with(msg, conversation_id, reading, queued, wait_turn)
+        finally:
+            reading.cancel()  # not needed if the turn failed early; collect it either way
+            await asyncio.gather(reading, return_exceptions=True)
+
+    async def _answer_with(
+        self,
+        msg: Incoming,
+        conversation_id: int,
+        reading: asyncio.Task[UserTurn],
+        queued: bool,
+        wait_turn: Any,
+    ) -> None:
+        reply_thread = None if msg.is_dm and msg.thread_ts is None else (msg.thread_ts or msg.ts)
         placeholder = errors.QUEUED if queued else errors.PLACEHOLDER
         first_ts = await self._post(msg.channel, reply_thread, placeholder)
         reply_id = await self.store.begin_reply(
@@ -143,11 +170,8 @@ class Conversations:
         )
         try:
             await wait_turn()
-            notes = await self._store_turns(msg, conversation_id)
-            turns = await context_window.with_estimates(
-                self.store, await self.store.history(conversation_id, msg.ts)
-            )
-            state = await self.store.budget_state(conversation_id)
+            turns, state, notes = await self._store_turns(msg, conversation_id, reading)
+            turns, estimates = await context_window.with_estimates(turns)
             fitted, ratio = await context_window.fit_to_window(
                 self.claude, self.model_limits, turns, state
             )
@@ -160,6 +184,7 @@ class Conversations:
         note = self._note_for(result, notes, context_trimmed=notice)
         await self._close(live, reply_id, result, note)
         try:
+            await self.store.save_token_estimates(estimates)
             await self._account(msg, conversation_id, reply_id, fitted, ratio, result, notice)
         except Exception:
             log.exception("could not record usage of reply %s", reply_id)
@@ -208,8 +233,11 @@ class Conversations:
             )
         )
 
-    async def _store_turns(self, msg: Incoming, conversation_id: int) -> list[str]:
-        """Sync the thread (best-effort) and store the message being answered."""
+    async def _store_turns(
+        self, msg: Incoming, conversation_id: int, reading: asyncio.Task[UserTurn]
+    ) -> tuple[list[Turn], BudgetState, list[str]]:
+        """Sync the thread (best-effort), store the message being answered, and load the
+        history up to it with the conversation's budget state."""
         if msg.thread_ts is not None:
             await sync_thread(
                 client=self.client,
@@ -222,11 +250,17 @@ class Conversations:
                 up_to_ts=msg.ts,
                 bot_user_id=self.bot_user_id,
             )
-        turn = await read_message(
-            msg.message, people=self.people, fetcher=self.fetcher, bot_user_id=self.bot_user_id
+        turn = await reading
+        turns, state = await self.store.add_turn_and_load(
+            conversation_id,
+            ts=turn.ts,
+            user_id=turn.user_id,
+            user_name=turn.user_name,
+            text=turn.text,
+            images=turn.images,
+            notes=[note.text for note in turn.notes],
         )
-        await store_user_turn(self.store, conversation_id, turn)
-        return [note.text for note in turn.notes]
+        return turns, state, [note.text for note in turn.notes]
 
     async def _stream(
         self, live: LiveReply, reply_id: int, history: list[dict[str, Any]]

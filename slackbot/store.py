@@ -10,11 +10,12 @@ writes, and a committed row survives `kill -9`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
@@ -133,6 +134,19 @@ class Store:
             self._local.db = db
         return db
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """All-or-nothing writes. The connection is in autocommit mode (so reads never hold a
+        transaction open against `slackbot usage`), so transactions are explicit."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, *args)
@@ -140,7 +154,7 @@ class Store:
     def _migrate(self) -> None:
         migrations.apply(self._db)
         cutoff = time.time() - EVENT_RETENTION_SECONDS
-        with self._db.conn:
+        with self._transaction():
             self._db.execute("DELETE FROM events WHERE received_at < ?", [cutoff])
             self._db.execute("DELETE FROM seen_messages WHERE received_at < ?", [cutoff])
 
@@ -153,29 +167,55 @@ class Store:
         ids (`app_mention` and `message`), so both keys are checked in one transaction.
         """
 
-        def _claim() -> bool:
-            db = self._db
-            now = time.time()
-            with db.conn:
-                if event_id:
-                    cur = db.execute(
-                        "INSERT OR IGNORE INTO events (event_id, received_at) VALUES (?, ?)",
-                        [event_id, now],
-                    )
-                    if cur.rowcount == 0:
-                        return False
+        return await self._run(self._claim_sync, event_id, channel, ts)
+
+    def _claim_sync(self, event_id: str | None, channel: str, ts: str) -> bool:
+        db = self._db
+        now = time.time()
+        with self._transaction():
+            if event_id:
                 cur = db.execute(
-                    "INSERT OR IGNORE INTO seen_messages (channel, ts, received_at)"
-                    " VALUES (?, ?, ?)",
-                    [channel, ts, now],
+                    "INSERT OR IGNORE INTO events (event_id, received_at) VALUES (?, ?)",
+                    [event_id, now],
                 )
                 if cur.rowcount == 0:
                     return False
-            return True
-
-        return await self._run(_claim)
+            cur = db.execute(
+                "INSERT OR IGNORE INTO seen_messages (channel, ts, received_at) VALUES (?, ?, ?)",
+                [channel, ts, now],
+            )
+            if cur.rowcount == 0:
+                return False
+        return True
 
     # -- conversations ----------------------------------------------------------------------
+
+    async def claim_conversation(
+        self,
+        event_id: str | None,
+        channel: str,
+        ts: str,
+        *,
+        team: str,
+        thread_root: str | None,
+        idle_seconds: float,
+    ) -> int | None:
+        """Claim a message (see `claim_event`) and find its conversation in one trip to the
+        store thread; None if the message was seen before. Without `thread_root` it is the DM's
+        running conversation (see `dm_conversation`).
+
+        One trip instead of two matters in a burst: every call waits behind all the others
+        queued on the one SQLite thread.
+        """
+
+        def _claim_and_find() -> int | None:
+            if not self._claim_sync(event_id, channel, ts):
+                return None
+            if thread_root is None:
+                return self._dm_sync(team, channel, ts, idle_seconds)
+            return self._get_or_create(team, channel, "thread", thread_root)
+
+        return await self._run(_claim_and_find)
 
     async def thread_conversation(self, team: str, channel: str, root_ts: str) -> int:
         """The conversation of a Slack thread, created on first use."""
@@ -183,7 +223,7 @@ class Store:
 
     def _get_or_create(self, team: str, channel: str, kind: str, root_ts: str) -> int:
         db = self._db
-        with db.conn:
+        with self._transaction():
             db.execute(
                 "INSERT OR IGNORE INTO conversations (team, channel, kind, root_ts, created_at)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -198,32 +238,32 @@ class Store:
     async def dm_conversation(self, team: str, channel: str, ts: str, idle_seconds: float) -> int:
         """The running top-level conversation of a DM; a new one after `idle_seconds` of quiet."""
 
-        def _dm() -> int:
-            db = self._db
-            row = db.execute(
-                "SELECT conversation_id, last_ts FROM dm_sessions WHERE team=? AND channel=?",
-                [team, channel],
-            ).fetchone()
-            if row is not None and float(ts) - float(row[1]) <= idle_seconds:
-                conversation_id = int(row[0])
-            else:
-                conversation_id = self._get_or_create(team, channel, "dm", ts)
-            with db.conn:
-                db.execute(
-                    "INSERT INTO dm_sessions (team, channel, conversation_id, last_ts)"
-                    " VALUES (?, ?, ?, ?) ON CONFLICT (team, channel) DO UPDATE SET"
-                    " conversation_id=excluded.conversation_id, last_ts=excluded.last_ts",
-                    [team, channel, conversation_id, ts],
-                )
-            return conversation_id
+        return await self._run(self._dm_sync, team, channel, ts, idle_seconds)
 
-        return await self._run(_dm)
+    def _dm_sync(self, team: str, channel: str, ts: str, idle_seconds: float) -> int:
+        db = self._db
+        row = db.execute(
+            "SELECT conversation_id, last_ts FROM dm_sessions WHERE team=? AND channel=?",
+            [team, channel],
+        ).fetchone()
+        if row is not None and float(ts) - float(row[1]) <= idle_seconds:
+            conversation_id = int(row[0])
+        else:
+            conversation_id = self._get_or_create(team, channel, "dm", ts)
+        with self._transaction():
+            db.execute(
+                "INSERT INTO dm_sessions (team, channel, conversation_id, last_ts)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (team, channel) DO UPDATE SET"
+                " conversation_id=excluded.conversation_id, last_ts=excluded.last_ts",
+                [team, channel, conversation_id, ts],
+            )
+        return conversation_id
 
     async def reset_dm(self, team: str, channel: str) -> None:
         """Forget the DM's running conversation: the next message starts a new one."""
 
         def _reset() -> None:
-            with self._db.conn:
+            with self._transaction():
                 self._db.execute(
                     "DELETE FROM dm_sessions WHERE team=? AND channel=?", [team, channel]
                 )
@@ -245,36 +285,67 @@ class Store:
     ) -> bool:
         """Store a person's message; False if that message is already stored."""
 
-        def _add() -> bool:
-            db = self._db
-            with db.conn:
-                cur = db.execute(
-                    "INSERT OR IGNORE INTO messages (conversation_id, role, ts, sort_ts, user_id,"
-                    " user_name, text, notes, status, created_at)"
-                    " VALUES (?, 'user', ?, ?, ?, ?, ?, ?, 'done', ?)",
-                    [
-                        conversation_id,
-                        ts,
-                        ts,
-                        user_id,
-                        user_name,
-                        text,
-                        json.dumps(list(notes)) if notes else None,
-                        time.time(),
-                    ],
-                )
-                if cur.rowcount == 0:
-                    return False
-                message_id = cur.lastrowid
-                for position, image in enumerate(images):
-                    db.execute(
-                        "INSERT INTO images (message_id, position, name, media_type, data)"
-                        " VALUES (?, ?, ?, ?, ?)",
-                        [message_id, position, image.name, image.media_type, image.data],
-                    )
-            return True
+        return await self._run(
+            self._add_user_turn_sync, conversation_id, ts, user_id, user_name, text, images, notes
+        )
 
-        return await self._run(_add)
+    def _add_user_turn_sync(
+        self,
+        conversation_id: int,
+        ts: str,
+        user_id: str | None,
+        user_name: str | None,
+        text: str,
+        images: Sequence[StoredImage],
+        notes: Sequence[str],
+    ) -> bool:
+        db = self._db
+        with self._transaction():
+            cur = db.execute(
+                "INSERT OR IGNORE INTO messages (conversation_id, role, ts, sort_ts, user_id,"
+                " user_name, text, notes, status, created_at)"
+                " VALUES (?, 'user', ?, ?, ?, ?, ?, ?, 'done', ?)",
+                [
+                    conversation_id,
+                    ts,
+                    ts,
+                    user_id,
+                    user_name,
+                    text,
+                    json.dumps(list(notes)) if notes else None,
+                    time.time(),
+                ],
+            )
+            if cur.rowcount == 0:
+                return False
+            message_id = cur.lastrowid
+            for position, image in enumerate(images):
+                db.execute(
+                    "INSERT INTO images (message_id, position, name, media_type, data)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    [message_id, position, image.name, image.media_type, image.data],
+                )
+        return True
+
+    async def add_turn_and_load(
+        self,
+        conversation_id: int,
+        *,
+        ts: str,
+        user_id: str | None,
+        user_name: str | None,
+        text: str,
+        images: Sequence[StoredImage] = (),
+        notes: Sequence[str] = (),
+    ) -> tuple[list[Turn], BudgetState]:
+        """Store the message being answered, then read the history up to it and the
+        conversation's budget state, in one trip to the store thread."""
+
+        def _add_and_load() -> tuple[list[Turn], BudgetState]:
+            self._add_user_turn_sync(conversation_id, ts, user_id, user_name, text, images, notes)
+            return self._history(conversation_id, ts), self._budget_state_sync(conversation_id)
+
+        return await self._run(_add_and_load)
 
     async def known_ts(self, conversation_id: int) -> set[str]:
         """Slack timestamps of every message stored for a conversation (people's and the bot's)."""
@@ -298,7 +369,7 @@ class Store:
 
         def _begin() -> int:
             db = self._db
-            with db.conn:
+            with self._transaction():
                 cur = db.execute(
                     "INSERT INTO messages (conversation_id, role, ts, sort_ts, text, status,"
                     " channel, reply_ts, created_at) VALUES (?, 'assistant', ?, ?, '',"
@@ -326,7 +397,7 @@ class Store:
         stop_reason: str | None = None,
     ) -> None:
         def _update() -> None:
-            with self._db.conn:
+            with self._transaction():
                 self._db.execute(
                     "UPDATE messages SET text=?, reply_ts=?, status=?, tokens=NULL,"
                     " stop_reason=COALESCE(?, stop_reason) WHERE id=?",
@@ -379,7 +450,7 @@ class Store:
             return
 
         def _save() -> None:
-            with self._db.conn:
+            with self._transaction():
                 self._db.conn.executemany(
                     "UPDATE messages SET tokens=? WHERE id=?",
                     [(tokens, message_id) for message_id, tokens in estimates.items()],
@@ -390,17 +461,17 @@ class Store:
     # -- context budget and usage -----------------------------------------------------------
 
     async def budget_state(self, conversation_id: int) -> BudgetState:
-        def _state() -> BudgetState:
-            row = self._db.execute(
-                "SELECT kept_from_id, images_from_id, token_ratio, trim_noticed_at"
-                " FROM conversations WHERE id=?",
-                [conversation_id],
-            ).fetchone()
-            if row is None:
-                return BudgetState()
-            return BudgetState(row[0], row[1], row[2], row[3] is not None)
+        return await self._run(self._budget_state_sync, conversation_id)
 
-        return await self._run(_state)
+    def _budget_state_sync(self, conversation_id: int) -> BudgetState:
+        row = self._db.execute(
+            "SELECT kept_from_id, images_from_id, token_ratio, trim_noticed_at"
+            " FROM conversations WHERE id=?",
+            [conversation_id],
+        ).fetchone()
+        if row is None:
+            return BudgetState()
+        return BudgetState(row[0], row[1], row[2], row[3] is not None)
 
     async def save_budget_state(
         self,
@@ -414,7 +485,7 @@ class Store:
         """Store where the conversation is cut; `token_ratio` and the notice only ever get set."""
 
         def _save() -> None:
-            with self._db.conn:
+            with self._transaction():
                 self._db.execute(
                     "UPDATE conversations SET kept_from_id=?, images_from_id=?,"
                     " token_ratio=COALESCE(?, token_ratio),"
