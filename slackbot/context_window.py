@@ -42,9 +42,12 @@ async def with_estimates(turns: Sequence[Turn]) -> tuple[list[Turn], dict[int, i
     missing = [turn for turn in turns if turn.tokens is None]
     if not missing:
         return list(turns), {}
-    estimates = await asyncio.to_thread(
-        lambda: {turn.id: estimate_turn_tokens(turn) for turn in missing}
-    )
+    if any(turn.images for turn in missing):  # images are decoded to measure them
+        estimates = await asyncio.to_thread(
+            lambda: {turn.id: estimate_turn_tokens(turn) for turn in missing}
+        )
+    else:  # text is only measured: cheaper than a hop to another thread
+        estimates = {turn.id: estimate_turn_tokens(turn) for turn in missing}
     turns = [dataclasses.replace(t, tokens=estimates.get(t.id, t.tokens)) for t in turns]
     return turns, estimates
 

@@ -41,6 +41,16 @@ class EditBudget:
         self._tokens = min(self._capacity, self._tokens + (now - self._updated) * self._rate)
         self._updated = now
 
+    def hold(self, seconds: float) -> None:
+        """Slack said `ratelimited`: send no intermediate edit for `seconds`.
+
+        The bucket is emptied to the point where it refills only after the pause, so every
+        reply waiting here resumes in the usual order once Slack allows edits again.
+        """
+        self._refill()
+        self._tokens = min(self._tokens, 1.0 - seconds * self._rate)
+        self._dispatch()
+
     def charge_final(self) -> None:
         """Count a final edit (sent without waiting) so intermediate edits make room for it.
 

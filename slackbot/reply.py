@@ -125,8 +125,14 @@ class LiveReply:
             # One step runs to completion even if the stream ends meanwhile: `finish` waits for
             # it, so a half-done roll-over never leaves the offsets and the messages disagree.
             self._in_flight = asyncio.ensure_future(self._edit_step())
-            with contextlib.suppress(SlackApiError):
+            try:
                 await asyncio.shield(self._in_flight)
+            except SlackApiError as exc:
+                pause = retry_after_seconds(exc)
+                if pause is not None:  # dropped; the next edit supersedes it, after the pause
+                    self._budget.hold(pause)
+            except Exception as exc:  # a network error: the next edit (or the final) retries
+                log.warning("streaming edit failed: %r", exc)
             self._in_flight = None
             self._last_edit = time.monotonic()
 

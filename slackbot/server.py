@@ -14,6 +14,7 @@ from anthropic import AsyncAnthropic, DefaultAioHttpClient
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import AsyncServerErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 from slackbot.app import build_app
@@ -60,6 +61,10 @@ async def create_bot(
     slack = AsyncWebClient(
         token=settings.slack_bot_token, base_url=settings.slack_api_url, session=session
     )
+    # Connection errors are retried by default; a passing 5xx from Slack should not cost a
+    # reply its placeholder or its final text either. Rate limits are handled where the
+    # policy differs (an intermediate edit is dropped, a final one waits: see reply.py).
+    slack.retry_handlers.append(AsyncServerErrorRetryHandler(max_retry_count=2))
     anthropic = AsyncAnthropic(
         api_key=settings.anthropic_api_key,
         base_url=settings.anthropic_base_url,

@@ -66,3 +66,19 @@ async def test_finals_are_charged_but_never_wait() -> None:
     budget._dispatch()
     await asyncio.sleep(0)
     assert waiter.done()
+
+
+async def test_hold_pauses_intermediate_edits_for_retry_after() -> None:
+    clock = Clock()
+    budget = EditBudget(per_minute=60, burst=5, clock=clock)
+    budget.hold(10.0)  # Slack: Retry-After 10
+    waiter = asyncio.create_task(budget.acquire(INTERMEDIATE, 0.0))
+    await asyncio.sleep(0)
+    clock.now = 9.9
+    budget._dispatch()
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    clock.now = 10.0
+    budget._dispatch()
+    await asyncio.sleep(0)
+    assert waiter.done()

@@ -314,3 +314,12 @@ async def test_dm_thread_message_belongs_to_that_thread(harness: Harness) -> Non
     texts = [b["text"] for m in harness.claude.requests[-1]["messages"] for b in m["content"]]
     assert texts[0] == "Alice: top-level question"
     assert texts[-1] == "Alice: follow-up in a thread"
+
+
+async def test_slack_server_errors_are_retried(harness: Harness) -> None:
+    harness.slack.fail_next("chat.postMessage", "internal_error", status=500)
+    harness.slack.fail_next("chat.update", "internal_error", status=503)
+    harness.claude.default = Script(text="Still here.")
+    mention = await harness.mention("hello")
+    await harness.settled()
+    assert harness.texts(CHANNEL, mention["ts"]) == ["Still here."]
