@@ -9,19 +9,17 @@ writes, and a committed row survives `kill -9`.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 import sqlite_utils
 
+from slackbot.db_thread import DatabaseThread
 from slackbot.migrations import migrations
 
 T = TypeVar("T")
@@ -99,59 +97,49 @@ class Store:
     """Async facade over the SQLite database; construct with `await Store.open(path)`."""
 
     path: str
-    _executor: ThreadPoolExecutor = field(repr=False)
-    _local: threading.local = field(default_factory=threading.local, repr=False)
+    _thread: DatabaseThread = field(repr=False)
 
     @classmethod
     async def open(cls, path: str) -> Store:
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slackbot-store")
-        store = cls(path=path, _executor=executor)
+        store = cls(path=path, _thread=DatabaseThread(lambda: _connect(path), "slackbot-store"))
         await store._run(store._migrate)
         return store
 
     async def close(self) -> None:
-        def _close() -> None:
-            db: sqlite_utils.Database | None = getattr(self._local, "db", None)
-            if db is not None:
-                db.close()
-                self._local.db = None
-
-        await self._run(_close)
-        self._executor.shutdown(wait=True)
+        await self._thread.stop()
 
     # -- plumbing ---------------------------------------------------------------------------
 
     @property
     def _db(self) -> sqlite_utils.Database:
-        db: sqlite_utils.Database | None = getattr(self._local, "db", None)
-        if db is None:
-            conn = sqlite3.connect(self.path, isolation_level=None)
-            db = sqlite_utils.Database(conn)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA foreign_keys=ON")
-            db.execute("PRAGMA busy_timeout=5000")
-            self._local.db = db
-        return db
+        return self._thread.db
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
         """All-or-nothing writes. The connection is in autocommit mode (so reads never hold a
-        transaction open against `slackbot usage`), so transactions are explicit."""
+        transaction open against `slackbot usage`), so transactions are explicit; inside a
+        batch (see `DatabaseThread`) each call's writes are a savepoint of the batch's."""
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
+        begin, commit, rollback = (
+            ("SAVEPOINT call", "RELEASE call", "ROLLBACK TO call")
+            if self._thread.in_batch
+            else ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")
+        )
+        db.execute(begin)
         try:
             yield
         except BaseException:
-            db.execute("ROLLBACK")
+            db.execute(rollback)
+            if self._thread.in_batch:
+                db.execute(commit)  # a savepoint rolled back to still has to be released
             raise
-        db.execute("COMMIT")
+        db.execute(commit)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+        return await self._thread.run(fn, *args)
 
     def _migrate(self) -> None:
+        assert not self._thread.in_batch  # migrations manage their own transactions
         migrations.apply(self._db)
         cutoff = time.time() - EVENT_RETENTION_SECONDS
         with self._transaction():
@@ -503,7 +491,13 @@ class Store:
 
     async def record_usage(self, record: UsageRecord) -> None:
         def _record() -> None:
-            self._db.table("usage").insert({**asdict(record), "created_at": time.time()})
+            # Plain SQL: sqlite-utils' insert() commits on its own, which would end a batch.
+            row = {**asdict(record), "created_at": time.time()}
+            with self._transaction():
+                self._db.execute(
+                    f"INSERT INTO usage ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                    list(row.values()),
+                )
 
         await self._run(_record)
 
@@ -528,3 +522,12 @@ class Store:
             ]
 
         return await self._run(_unfinished)
+
+
+def _connect(path: str) -> sqlite_utils.Database:
+    db = sqlite_utils.Database(sqlite3.connect(path, isolation_level=None))
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: durable across a process crash
+    db.execute("PRAGMA foreign_keys=ON")
+    db.execute("PRAGMA busy_timeout=5000")
+    return db

@@ -188,3 +188,35 @@ async def test_upgrade_from_before_the_context_budget(tmp_path) -> None:
     assert (state.kept_from_id, state.images_from_id, state.token_ratio) == (7, 3, 0.9)
     assert state.trim_noticed
     await store.close()
+
+
+async def test_concurrent_calls_share_a_transaction_and_a_failure_stays_its_own(tmp_path) -> None:
+    """A burst of calls runs as one batch; one failing call rolls back only itself."""
+    store = await Store.open(str(tmp_path / "x.db"))
+    c = await store.thread_conversation("T1", "C1", ts(1))
+
+    async def bad() -> None:
+        def _fail() -> None:
+            with store._transaction():
+                store._db.execute("INSERT INTO events (event_id, received_at) VALUES ('bad', 0)")
+                raise RuntimeError("boom")
+
+        await store._run(_fail)
+
+    results = await asyncio.gather(
+        *(
+            store.add_user_turn(c, ts=ts(n), user_id="U", user_name="A", text=str(n))
+            for n in range(50)
+        ),
+        bad(),
+        *(store.claim_event(f"E{n}", "C1", ts(n)) for n in range(50)),
+        return_exceptions=True,
+    )
+    assert results[:50] == [True] * 50
+    assert isinstance(results[50], RuntimeError)
+    assert results[51:] == [True] * 50
+    await store.close()
+    reopened = await Store.open(str(tmp_path / "x.db"))
+    assert len(await reopened.history(c, ts(99))) == 50
+    assert await reopened.claim_event("bad", "C9", ts(1))  # the failed call left nothing behind
+    await reopened.close()
