@@ -251,16 +251,8 @@ class Conversations:
                 bot_user_id=self.bot_user_id,
             )
         turn = await reading
-        turns, state = await self.store.add_turn_and_load(
-            conversation_id,
-            ts=turn.ts,
-            user_id=turn.user_id,
-            user_name=turn.user_name,
-            text=turn.text,
-            images=turn.images,
-            notes=[note.text for note in turn.notes],
-        )
-        return turns, state, [note.text for note in turn.notes]
+        turns, state = await self.store.add_turn_and_load(conversation_id, **turn.store_fields())
+        return turns, state, turn.note_texts
 
     async def _stream(
         self, live: LiveReply, reply_id: int, history: list[dict[str, Any]]

@@ -28,6 +28,21 @@ class UserTurn:
     images: tuple[StoredImage, ...]
     notes: tuple[FileNote, ...]
 
+    @property
+    def note_texts(self) -> list[str]:
+        return [note.text for note in self.notes]
+
+    def store_fields(self) -> dict[str, Any]:
+        """The keyword arguments of `Store.add_user_turn` / `add_turn_and_load`."""
+        return {
+            "ts": self.ts,
+            "user_id": self.user_id,
+            "user_name": self.user_name,
+            "text": self.text,
+            "images": self.images,
+            "notes": self.note_texts,
+        }
+
 
 def is_person_message(message: dict[str, Any], bot_user_id: str | None) -> bool:
     return (
@@ -65,12 +80,4 @@ async def read_message(
 
 async def store_user_turn(store: Store, conversation_id: int, turn: UserTurn) -> bool:
     """Keep a person's turn; False if that message was stored already."""
-    return await store.add_user_turn(
-        conversation_id,
-        ts=turn.ts,
-        user_id=turn.user_id,
-        user_name=turn.user_name,
-        text=turn.text,
-        images=turn.images,
-        notes=[note.text for note in turn.notes],
-    )
+    return await store.add_user_turn(conversation_id, **turn.store_fields())

@@ -22,11 +22,11 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
 
-HOST = "127.0.0.1"
+from tests.fakes.server import HOST, LocalServer
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -223,7 +223,7 @@ class ApiError(Exception):
         self.retry_after = retry_after
 
 
-class FakeClaude:
+class FakeClaude(LocalServer):
     """The Messages API (streaming and not), token counting and the Models API.
 
     Replies come from ``queue`` (FIFO, consumed first), then ``responder(body)`` if set (it may
@@ -246,6 +246,7 @@ class FakeClaude:
     """
 
     def __init__(self, *, api_key: str | None = None) -> None:
+        super().__init__()
         self.api_key = api_key  # when set, any other key gets 401
         self.default = Script()
         self.queue: list[Script] = []
@@ -270,12 +271,10 @@ class FakeClaude:
 
         self._cache: dict[str, float] = {}  # prefix hash -> monotonic expiry
         self._ids = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    async def start(self, port: int = 0) -> None:
+    def make_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/messages", self._handle_messages)
         app.router.add_post("/v1/messages/count_tokens", self._handle_count_tokens)
@@ -283,29 +282,7 @@ class FakeClaude:
         app.router.add_get("/v1/models/{model_id}", self._handle_get_model)
         app.router.add_get("/_control/stats", self._handle_stats)
         app.router.add_post("/_control/script", self._handle_script)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, HOST, port)
-        await site.start()
-        self._port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("FakeClaude is not started")
-        return self._port
+        return app
 
     @property
     def base_url(self) -> str:
@@ -332,8 +309,8 @@ class FakeClaude:
             for marker, script in self.by_marker.items():
                 if marker in last:
                     return script
-        if self.responder is not None and (script := self.responder(body)) is not None:
-            return script
+        if self.responder is not None and (chosen := self.responder(body)) is not None:
+            return chosen
         return self.default
 
     # -- handlers -------------------------------------------------------------------------

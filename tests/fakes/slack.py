@@ -22,14 +22,15 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, NamedTuple, Self, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import quote
 
 from aiohttp import WSMsgType, web
 from aiohttp.web_request import FileField
 from slack_sdk.signature import SignatureVerifier
 
-HOST = "127.0.0.1"
+from tests.fakes.server import HOST, LocalServer
+
 TEXT_LIMIT = 4000
 MARKDOWN_TEXT_LIMIT = 12000
 
@@ -95,7 +96,7 @@ def _truthy(value: Any) -> bool:
     return value in (True, 1, "1", "true", "True")
 
 
-class FakeSlack:
+class FakeSlack(LocalServer):
     """Slack's Web API at ``{api_url}<method>``, plus file downloads and test controls.
 
     Construct, ``await start()`` (or ``async with``), then seed it (``add_user_message``,
@@ -113,6 +114,7 @@ class FakeSlack:
         team_id: str = "T1",
         chat_update_per_minute: int | None = None,
     ) -> None:
+        super().__init__()
         self.bot_token = bot_token
         self.app_token = "xapp-test-token"
         self.bot_user_id = bot_user_id
@@ -141,8 +143,6 @@ class FakeSlack:
         self._last_ts_us = 0
         self._file_ids = itertools.count(1)
         self._changed = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
 
         self.add_user(bot_user_id, display_name="slackbot", is_bot=True)
         self._methods: dict[str, Handler] = {
@@ -159,7 +159,7 @@ class FakeSlack:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    async def start(self, port: int = 0) -> None:
+    def make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_get("/files-pri/{key}/{tail:.*}", self._handle_file)
@@ -169,33 +169,7 @@ class FakeSlack:
         app.router.add_post("/_control/configure", self._handle_configure)
         app.router.add_post("/_control/user_message", self._handle_seed_message)
         app.router.add_post("/_control/push", self._handle_push)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, HOST, port)
-        await site.start()
-        self._port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    @property
-    def host(self) -> str:
-        return HOST
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("FakeSlack is not started")
-        return self._port
+        return app
 
     @property
     def base_url(self) -> str:
@@ -812,7 +786,7 @@ async def _read_params(request: web.Request) -> dict[str, Any]:
 # -- Socket Mode ------------------------------------------------------------------------------
 
 
-class FakeSocketModeServer:
+class FakeSocketModeServer(LocalServer):
     """Slack's Socket Mode WebSocket: says ``hello``, pushes envelopes, records acks.
 
     slack_sdk's aiohttp client connects with ``autoping=False`` and sends its own pings;
@@ -821,6 +795,7 @@ class FakeSocketModeServer:
     """
 
     def __init__(self, *, app_id: str = "A1") -> None:
+        super().__init__()
         self.app_id = app_id
         self.acks: list[dict[str, Any]] = []
         self.received: list[dict[str, Any]] = []
@@ -829,37 +804,16 @@ class FakeSocketModeServer:
         self._open: set[web.WebSocketResponse] = set()
         self._connected = asyncio.Event()
         self._changed = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
 
-    async def start(self, port: int = 0) -> None:
+    def make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/link", self._handle_ws)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, HOST, port)
-        await site.start()
-        self._port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return app
 
     async def close(self) -> None:
         for ws in list(self._open):
             await ws.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("FakeSocketModeServer is not started")
-        return self._port
+        await super().close()
 
     @property
     def url(self) -> str:
