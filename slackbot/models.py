@@ -76,7 +76,12 @@ async def learn_model(client: anthropic.AsyncAnthropic, settings: Settings) -> M
     name = settings.claude_model
     try:
         info = await client.models.retrieve(name)
-    except anthropic.NotFoundError:
+    except anthropic.NotFoundError as exc:
+        if not _says_unknown_model(exc):
+            # A 404 without the API's error object: a proxy or gateway in front of the API
+            # that has no Models endpoint. That says nothing about the model; don't refuse.
+            log.warning("the Models API is not available here (%r): %s", exc, _ASSUMING)
+            return ModelLimits(model=name)
         if settings.claude_model_is_default:
             return await _newest_of_line(client, name, DEFAULT_MODEL_LINE, why="is unknown")
         raise ModelRefused(
@@ -88,13 +93,7 @@ async def learn_model(client: anthropic.AsyncAnthropic, settings: Settings) -> M
             "ANTHROPIC_API_KEY was refused by the Anthropic API: check the key"
         ) from None
     except anthropic.APIError as exc:
-        log.warning(
-            "could not look up model %s (%r): assuming a %d-token window and %d output tokens",
-            name,
-            exc,
-            FALLBACK_MAX_INPUT_TOKENS,
-            FALLBACK_MAX_TOKENS,
-        )
+        log.warning("could not look up model %s (%r): %s", name, exc, _ASSUMING)
         return ModelLimits(model=name)
     limits = limits_from(info)
     if limits.lifecycle == "retired":
@@ -109,6 +108,18 @@ async def learn_model(client: anthropic.AsyncAnthropic, settings: Settings) -> M
         when = f" (retires {retires:%Y-%m-%d})" if retires else ""
         log.warning("model %s is deprecated%s: choose a newer CLAUDE_MODEL soon", name, when)
     return limits
+
+
+_ASSUMING = (
+    f"assuming a {FALLBACK_MAX_INPUT_TOKENS}-token window and {FALLBACK_MAX_TOKENS} output tokens"
+)
+
+
+def _says_unknown_model(exc: anthropic.NotFoundError) -> bool:
+    """True when the 404 is the API's own answer (`not_found_error`) about the model."""
+    body = exc.body
+    error = body.get("error") if isinstance(body, dict) else None
+    return isinstance(error, dict) and error.get("type") == "not_found_error"
 
 
 async def _newest_of_line(

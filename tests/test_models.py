@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import sys
@@ -201,3 +202,27 @@ async def test_models_api_server_error_falls_back_to_defaults(
         await bot.close()
         await runner.cleanup()
     assert limits == ModelLimits(model=DEFAULT_MODEL)
+
+
+async def test_a_gateway_without_the_models_api_is_not_a_refusal(
+    slack: FakeSlack, claude: FakeClaude, db_path: str
+) -> None:
+    """A 404 that is not the API's own error object (no Models endpoint at that base URL)
+    says nothing about the model: start with the fallback limits instead of refusing."""
+    from anthropic import AsyncAnthropic
+
+    # FakeSlack serves no /v1/models: aiohttp answers a plain-text 404, as a bare proxy would.
+    client = AsyncAnthropic(api_key="k", base_url=slack.base_url, max_retries=0)
+    try:
+        for model in ("claude-some-proxy-model", None):
+            settings = make_settings(slack, claude, db_path)
+            if model is not None:
+                settings = dataclasses.replace(
+                    settings, claude_model=model, claude_model_is_default=False
+                )
+            limits = await learn_model(client, settings)
+            assert limits.model == settings.claude_model
+            assert limits.max_input_tokens == FALLBACK_MAX_INPUT_TOKENS
+            assert not limits.from_api
+    finally:
+        await client.close()
