@@ -14,12 +14,13 @@ from anthropic import AsyncAnthropic, DefaultAioHttpClient
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncServerErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 from slackbot.app import build_app
 from slackbot.claude import Claude
-from slackbot.config import Settings
+from slackbot.config import ConfigError, Settings
 from slackbot.conversation import Conversations
 from slackbot.edit_budget import EditBudgets
 from slackbot.files import FileFetcher, files_info_from
@@ -141,7 +142,12 @@ async def prepare(bot: Bot) -> None:
         limits.max_input_tokens,
         bot.conversations.claude.max_tokens,
     )
-    auth = await bot.slack.auth_test()
+    try:
+        auth = await bot.slack.auth_test()
+    except SlackApiError as exc:
+        raise ConfigError(
+            f"SLACK_BOT_TOKEN was refused by Slack ({exc.response.get('error')})"
+        ) from None
     bot.conversations.bot_user_id = auth.get("user_id")
     log.info("connected to Slack as %s (%s)", auth.get("user"), auth.get("team"))
     await bot.conversations.recover()

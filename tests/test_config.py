@@ -98,3 +98,20 @@ def test_price_overrides() -> None:
 def test_usage_needs_no_credentials() -> None:
     s = load_settings({"SLACKBOT_DB": "/tmp/x.db"}, need_slack=False)
     assert s.db_path == "/tmp/x.db"
+
+
+async def test_a_token_slack_refuses_stops_start_up_naming_it(slack, claude, db_path) -> None:
+    import dataclasses
+
+    from slackbot.server import create_bot, prepare
+    from tests.conftest import make_settings
+
+    settings = dataclasses.replace(
+        make_settings(slack, claude, db_path), slack_bot_token="xoxb-revoked"
+    )
+    bot = await create_bot(settings)
+    try:
+        with pytest.raises(ConfigError, match="SLACK_BOT_TOKEN was refused by Slack"):
+            await prepare(bot)
+    finally:
+        await bot.close()
