@@ -192,11 +192,12 @@ class LiveReply:
         pieces = markdown.split(content, self._limit) or ["…"]
         ts = self.message_ts[-1]
         self._budget.charge_final()
-        await call_with_retry(lambda: self._update(ts, pieces[0]), what="final edit")
+        try:
+            await call_with_retry(lambda: self._update(ts, pieces[0]), what="final edit")
+        except SlackApiError:
+            # The placeholder can't be edited (deleted, or Slack refuses the edit): the answer
+            # still has to reach the thread, so it goes out as a new message.
+            self.message_ts.append(await self._post(pieces[0]))
         for piece in pieces[1:]:
             self.message_ts.append(await self._post(piece))
         return list(self.message_ts)
-
-    def shown_text(self) -> str:
-        """What the reply's messages show right now, for closing it after a crash."""
-        return self.text

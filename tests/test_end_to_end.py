@@ -323,3 +323,12 @@ async def test_slack_server_errors_are_retried(harness: Harness) -> None:
     mention = await harness.mention("hello")
     await harness.settled()
     assert harness.texts(CHANNEL, mention["ts"]) == ["Still here."]
+
+
+async def test_deleted_placeholder_still_gets_the_answer(harness: Harness) -> None:
+    harness.claude.default = Script(text="Here it is.", ttft=0.5)
+    mention = await harness.mention("hello")
+    [placeholder] = await harness.slack.wait_for(lambda: harness.replies(CHANNEL, mention["ts"]))
+    del harness.slack.messages[(CHANNEL, placeholder["ts"])]  # someone deletes it
+    await harness.settled()
+    assert harness.texts(CHANNEL, mention["ts"]) == ["Here it is."]
