@@ -43,6 +43,10 @@ def build_app(
         signing_secret=settings.slack_signing_secret or "",
         request_verification_enabled=bool(settings.slack_signing_secret),
         process_before_response=False,
+        # Unused helpers (say/set_status, workflow function tokens): skipping their middleware
+        # spares work on every request.
+        attaching_conversation_kwargs_enabled=False,
+        attaching_function_token_enabled=False,
     )
 
     async def dispatch(msg: Incoming, context: AsyncBoltContext) -> None:

@@ -157,8 +157,12 @@ class Conversations:
         reply_thread = None if msg.is_dm and msg.thread_ts is None else (msg.thread_ts or msg.ts)
         placeholder = errors.QUEUED if queued else errors.PLACEHOLDER
         first_ts = await self._post(msg.channel, reply_thread, placeholder)
-        reply_id = await self.store.begin_reply(
-            conversation_id, answers_ts=msg.ts, channel=msg.channel, first_ts=first_ts
+        # Queued at once (a crash from here on leaves a reply to close at the next start), but
+        # not waited for before the history is loaded: one store round trip less before Claude.
+        begin = asyncio.ensure_future(
+            self.store.begin_reply(
+                conversation_id, answers_ts=msg.ts, channel=msg.channel, first_ts=first_ts
+            )
         )
         live = LiveReply(
             self.client,
@@ -175,10 +179,17 @@ class Conversations:
             fitted, ratio = await context_window.fit_to_window(
                 self.claude, self.model_limits, turns, state
             )
+            reply_id = await begin
             result = await self._stream(live, reply_id, fitted.messages())
         except Exception:
             log.exception("turn failed before Claude answered")
-            await self._close(live, reply_id, StreamResult(), errors.incomplete(errors.INTERNAL))
+            failed = errors.incomplete(errors.INTERNAL)
+            try:
+                reply_id = await begin
+            except Exception:  # the store itself failed: still replace the placeholder
+                await live.finish(failed)
+                return
+            await self._close(live, reply_id, StreamResult(), failed)
             return
         notice = fitted.omitted and not state.trim_noticed
         note = self._note_for(result, notes, context_trimmed=notice)
