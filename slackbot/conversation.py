@@ -54,10 +54,16 @@ class Incoming:
     message: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def sequence_key(self) -> tuple[str, str, str]:
+    def thread_root(self) -> str | None:
+        """The thread the message belongs to (and is answered in): a top-level channel mention
+        starts one; a top-level DM belongs to the DM's running conversation instead (None)."""
         if self.is_dm and self.thread_ts is None:
-            return (self.team, self.channel, "dm")
-        return (self.team, self.channel, self.thread_ts or self.ts)
+            return None
+        return self.thread_ts or self.ts
+
+    @property
+    def sequence_key(self) -> tuple[str, str, str]:
+        return (self.team, self.channel, self.thread_root or "dm")
 
 
 @dataclass
@@ -102,8 +108,7 @@ class Conversations:
         """Answer one message; never raises (errors end up in the thread and the log)."""
         ticket = self.sequencer.enter(msg.sequence_key)
         try:
-            top_level_dm = msg.is_dm and msg.thread_ts is None
-            if top_level_dm and msg.text.strip().lower() in RESET_WORDS:
+            if msg.thread_root is None and msg.text.strip().lower() in RESET_WORDS:
                 await self._reset(msg)
                 return
             conversation_id = await self.store.claim_conversation(
@@ -111,7 +116,7 @@ class Conversations:
                 msg.channel,
                 msg.ts,
                 team=msg.team,
-                thread_root=None if top_level_dm else (msg.thread_ts or msg.ts),
+                thread_root=msg.thread_root,
                 idle_seconds=self.settings.dm_idle_hours * 3600,
             )
             if conversation_id is None:
@@ -154,7 +159,7 @@ class Conversations:
         queued: bool,
         wait_turn: Any,
     ) -> None:
-        reply_thread = None if msg.is_dm and msg.thread_ts is None else (msg.thread_ts or msg.ts)
+        reply_thread = msg.thread_root
         placeholder = errors.QUEUED if queued else errors.PLACEHOLDER
         first_ts = await self._post(msg.channel, reply_thread, placeholder)
         # Queued at once (a crash from here on leaves a reply to close at the next start), but
