@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import anthropic
+import httpx2
 
 log = logging.getLogger(__name__)
 
@@ -159,10 +160,10 @@ class Claude:
                         result.stop_reason = (event.get("delta") or {}).get("stop_reason")
                         usage.update(_known(event.get("usage")))
             result.usage = {key: int(usage.get(key) or 0) for key in USAGE_KEYS}
-        except anthropic.APIError as exc:
-            log.warning("Claude call failed: %r", exc)
+        except (anthropic.APIError, httpx2.HTTPError) as exc:  # a cut-off or stalled stream
+            log.warning("Claude call failed: %r", exc)  # surfaces as the transport's error
             result.error = exc
-        except Exception as exc:  # a broken stream can surface as httpx/parsing errors too
+        except Exception as exc:
             log.exception("Claude stream broke")
             result.error = exc
         result.text = "".join(parts)

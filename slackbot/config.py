@@ -54,6 +54,7 @@ class Settings:
     edit_budget_per_minute: float = 45.0
     edit_burst: int = 5
     max_file_bytes: int = 20 * 1024 * 1024
+    claude_read_timeout: float = 90.0
     log_level: str = "INFO"
     #: Operator price overrides for `slackbot usage`: (model id, id prefix or line, USD per
     #: million input tokens, USD per million output tokens).
@@ -203,6 +204,7 @@ def load_settings(env: Mapping[str, str], *, need_slack: bool = True) -> Setting
         edit_budget_per_minute=budget,
         edit_burst=burst,
         max_file_bytes=int(_number(env, "SLACKBOT_MAX_FILE_MB", 20, minimum=0.001) * 1024 * 1024),
+        claude_read_timeout=_number(env, "SLACKBOT_CLAUDE_READ_TIMEOUT", 90.0, minimum=0.1),
         log_level=(_optional(env, "SLACKBOT_LOG_LEVEL") or "INFO").upper(),
         prices=_prices(env),
     )

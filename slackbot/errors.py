@@ -32,7 +32,7 @@ def claude_failure(exc: BaseException) -> str:
     """A one-line reason for a failed Claude call, for the end of the reply."""
     if isinstance(exc, anthropic.RateLimitError):
         return "Claude is rate-limiting this workspace right now. Please try again in a minute."
-    if isinstance(exc, anthropic.APITimeoutError):
+    if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
         return "Claude took too long to answer. Please try again."
     if isinstance(exc, anthropic.APIConnectionError):
         return "I couldn't reach Claude (network problem). Please try again shortly."

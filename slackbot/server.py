@@ -9,6 +9,7 @@ import signal
 from dataclasses import dataclass
 
 import aiohttp
+import httpx2  # the HTTP client library anthropic is built on: its Timeout type
 from aiohttp import web
 from anthropic import AsyncAnthropic, DefaultAioHttpClient
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -70,6 +71,9 @@ async def create_bot(
         api_key=settings.anthropic_api_key,
         base_url=settings.anthropic_base_url,
         max_retries=anthropic_max_retries,
+        # A stream that stalls (no byte for this long) ends the reply with a note instead of
+        # leaving "Thinking…" up for the SDK's default ten minutes.
+        timeout=httpx2.Timeout(600.0, connect=10.0, read=settings.claude_read_timeout),
         # aiohttp underneath instead of httpcore/anyio: reading a streamed reply costs about
         # half the CPU, which is what limits how many replies one process can stream at once.
         http_client=DefaultAioHttpClient(),

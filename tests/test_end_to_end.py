@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from slackbot.server import create_bot, prepare, start_socket_mode
-from tests.conftest import CHANNEL, DM, Harness, make_settings
+from tests.conftest import CHANNEL, DM, Harness, make_settings, start_harness
 from tests.fakes.claude import FakeClaude, Script
 from tests.fakes.slack import FakeSlack, FakeSocketModeServer, event_callback, message_event
 
@@ -332,3 +332,19 @@ async def test_deleted_placeholder_still_gets_the_answer(harness: Harness) -> No
     del harness.slack.messages[(CHANNEL, placeholder["ts"])]  # someone deletes it
     await harness.settled()
     assert harness.texts(CHANNEL, mention["ts"]) == ["Here it is."]
+
+
+async def test_a_stalled_stream_ends_with_a_note(
+    slack: FakeSlack, claude: FakeClaude, db_path: str
+) -> None:
+    claude.default = Script(text="never arrives", ttft=2.0)
+    h, runner = await start_harness(slack, claude, db_path, claude_read_timeout=0.3)
+    try:
+        mention = await h.mention("hello?")
+        await h.settled(timeout=10)
+        [text] = h.texts(CHANNEL, mention["ts"])
+        assert "too long" in text and "Thinking" not in text
+    finally:
+        await runner.cleanup()
+        await h.close()
+        await h.bot.close()
