@@ -31,6 +31,22 @@ class EditBudget:
         self._waiters: list[tuple[int, float, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
+        self._per_minute = per_minute
+        self._open_replies = 0
+
+    def reply_started(self) -> None:
+        self._open_replies += 1
+
+    def reply_finished(self) -> None:
+        self._open_replies = max(0, self._open_replies - 1)
+        self._dispatch()
+
+    @property
+    def _saving_for_finals(self) -> bool:
+        """So many replies are in flight that their final texts alone will use the minute's
+        budget: progress edits would only push some finals into Slack's rate limit (and a
+        minute's wait), so they pause until the crowd thins."""
+        return self._open_replies > self._per_minute - self._capacity
 
     @property
     def waiting(self) -> int:
@@ -63,7 +79,7 @@ class EditBudget:
     async def acquire(self, priority: int, last_edit: float) -> None:
         """Wait for a turn to send one intermediate edit."""
         self._refill()
-        if not self._waiters and self._tokens >= 1.0:
+        if not self._waiters and self._tokens >= 1.0 and not self._saving_for_finals:
             self._tokens -= 1.0
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -81,7 +97,7 @@ class EditBudget:
             self._timer.cancel()  # harmless when this call is that timer firing
             self._timer = None
         self._refill()
-        while self._waiters and self._tokens >= 1.0:
+        while self._waiters and self._tokens >= 1.0 and not self._saving_for_finals:
             *_, fut = heapq.heappop(self._waiters)
             if fut.done():
                 continue
@@ -89,7 +105,7 @@ class EditBudget:
             fut.set_result(None)
         while self._waiters and self._waiters[0][3].done():
             heapq.heappop(self._waiters)
-        if self._waiters:
+        if self._waiters and not self._saving_for_finals:  # else reply_finished dispatches
             delay = (1.0 - self._tokens) / self._rate
             self._timer = asyncio.get_running_loop().call_later(max(delay, 0.001), self._dispatch)
 

@@ -102,8 +102,11 @@ class LiveReply:
         self._in_flight: asyncio.Future[None] | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self.edits_sent = 0
+        self._started = False
 
     def start(self) -> None:
+        self._budget.reply_started()
+        self._started = True
         self._loop_task = asyncio.create_task(self._edit_loop(), name="reply-edits")
 
     def append(self, delta: str) -> None:
@@ -178,6 +181,14 @@ class LiveReply:
 
     async def finish(self, note: str | None = None) -> list[str]:
         """Stop streaming edits and put the full final text (plus `note`) in Slack at once."""
+        try:
+            return await self._finish(note)
+        finally:
+            if self._started:
+                self._started = False
+                self._budget.reply_finished()
+
+    async def _finish(self, note: str | None) -> list[str]:
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -82,3 +82,16 @@ async def test_hold_pauses_intermediate_edits_for_retry_after() -> None:
     budget._dispatch()
     await asyncio.sleep(0)
     assert waiter.done()
+
+
+async def test_progress_edits_pause_while_the_finals_in_flight_need_the_budget() -> None:
+    clock = Clock()
+    budget = EditBudget(per_minute=10, burst=2, clock=clock)
+    for _ in range(9):  # more replies in flight than the minute's budget leaves for progress
+        budget.reply_started()
+    waiter = asyncio.create_task(budget.acquire(INTERMEDIATE, 0.0))
+    await asyncio.sleep(0)
+    assert not waiter.done()  # the bucket is full, but its tokens are kept for the finals
+    budget.reply_finished()
+    await asyncio.sleep(0)
+    assert waiter.done()  # eight in flight: progress edits resume
