@@ -52,7 +52,7 @@ def build_app(
     async def dispatch(msg: Incoming, context: AsyncBoltContext) -> None:
         if conversations.bot_user_id is None:
             conversations.bot_user_id = context.bot_user_id
-        await conversations.handle(msg)
+        await conversations.start(msg)
 
     @app.event("app_mention")
     async def answer_mention(

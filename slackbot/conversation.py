@@ -40,6 +40,17 @@ RESET_WORDS = frozenset({"reset"})
 
 
 @dataclass(frozen=True)
+class _Prepared:
+    """A turn ready for Claude, and what is recorded about it afterwards."""
+
+    fitted: Fitted
+    ratio: float
+    state: BudgetState
+    notes: list[str]
+    estimates: dict[int, int]
+
+
+@dataclass(frozen=True)
 class Incoming:
     """A person's message that the bot should answer, as the listeners hand it over."""
 
@@ -81,6 +92,7 @@ class Conversations:
     sequencer: Sequencer = field(default_factory=Sequencer)
     #: Messages taken through `handle` so far (answered, duplicate or failed): for monitoring.
     handled: int = 0
+    _running: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
         if self.limits is None:
@@ -103,6 +115,24 @@ class Conversations:
     def model_limits(self) -> ModelLimits:
         assert self.limits is not None  # set in __post_init__
         return self.limits
+
+    def start(self, msg: Incoming) -> asyncio.Task[None]:
+        """Answer `msg` in a task the bot holds on to until it is done.
+
+        asyncio keeps only weak references to tasks, and Bolt does not keep the task it runs a
+        listener in: a turn waiting on its own helpers could be garbage-collected mid-reply.
+        """
+        task = asyncio.create_task(self.handle(msg), name=f"answer {msg.channel}/{msg.ts}")
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return task
+
+    async def drain(self, timeout: float) -> int:
+        """Let the replies in flight finish (on shutdown); returns how many were still running."""
+        running = list(self._running)
+        if running:
+            await asyncio.wait(running, timeout=timeout)
+        return sum(1 for task in running if not task.done())
 
     async def handle(self, msg: Incoming) -> None:
         """Answer one message; never raises (errors end up in the thread and the log)."""
@@ -159,11 +189,19 @@ class Conversations:
         queued: bool,
         wait_turn: Any,
     ) -> None:
-        reply_thread = msg.thread_root
+        # The placeholder goes out at once and the history is prepared meanwhile; Claude is
+        # called once both are done, so the placeholder always comes first.
         placeholder = errors.QUEUED if queued else errors.PLACEHOLDER
-        first_ts = await self._post(msg.channel, reply_thread, placeholder)
-        # Queued at once (a crash from here on leaves a reply to close at the next start), but
-        # not waited for before the history is loaded: one store round trip less before Claude.
+        posting = asyncio.ensure_future(self._post(msg.channel, msg.thread_root, placeholder))
+        prepared: _Prepared | None = None
+        try:
+            await wait_turn()
+            prepared = await self._prepare(msg, conversation_id, reading)
+        except Exception:
+            log.exception("turn failed before Claude answered")
+        first_ts = await posting  # if Slack refuses even this, there is nowhere to answer
+        # Stored the moment the placeholder exists (a crash from here on leaves a reply to
+        # close at the next start), but not waited for before the stream starts.
         begin = asyncio.ensure_future(
             self.store.begin_reply(
                 conversation_id, answers_ts=msg.ts, channel=msg.channel, first_ts=first_ts
@@ -173,49 +211,53 @@ class Conversations:
             self.client,
             self.budgets.for_team(msg.team),
             channel=msg.channel,
-            thread_ts=reply_thread,
+            thread_ts=msg.thread_root,
             first_ts=first_ts,
             interval=self.settings.edit_interval,
         )
+        note: str | None = errors.incomplete(errors.INTERNAL)
+        result, notice = StreamResult(), False
+        if prepared is not None:
+            result = await self._stream(live, begin, prepared.fitted.messages())
+            notice = prepared.fitted.omitted and not prepared.state.trim_noticed
+            note = self._note_for(result, prepared.notes, context_trimmed=notice)
         try:
-            await wait_turn()
-            turns, state, notes = await self._store_turns(msg, conversation_id, reading)
-            turns, estimates = await context_window.with_estimates(turns)
-            fitted, ratio = await context_window.fit_to_window(
-                self.claude, self.model_limits, turns, state
-            )
             reply_id = await begin
-            result = await self._stream(live, reply_id, fitted.messages())
-        except Exception:
-            log.exception("turn failed before Claude answered")
-            failed = errors.incomplete(errors.INTERNAL)
-            try:
-                reply_id = await begin
-            except Exception:  # the store itself failed: still replace the placeholder
-                await live.finish(failed)
-                return
-            await self._close(live, reply_id, StreamResult(), failed)
+        except Exception:  # the store failed: the placeholder still gets replaced
+            log.exception("could not store the reply to %s/%s", msg.channel, msg.ts)
+            await live.finish(note)
             return
-        notice = fitted.omitted and not state.trim_noticed
-        note = self._note_for(result, notes, context_trimmed=notice)
         await self._close(live, reply_id, result, note)
+        if prepared is None:
+            return
         try:
-            await self.store.save_token_estimates(estimates)
-            await self._account(msg, conversation_id, reply_id, fitted, ratio, result, notice)
+            await self.store.save_token_estimates(prepared.estimates)
+            await self._account(msg, conversation_id, reply_id, prepared, result, notice)
         except Exception:
             log.exception("could not record usage of reply %s", reply_id)
+
+    async def _prepare(
+        self, msg: Incoming, conversation_id: int, reading: asyncio.Task[UserTurn]
+    ) -> _Prepared:
+        """Everything Claude is sent: the thread synced and stored, then fitted to the window."""
+        turns, state, notes = await self._store_turns(msg, conversation_id, reading)
+        turns, estimates = await context_window.with_estimates(turns)
+        fitted, ratio = await context_window.fit_to_window(
+            self.claude, self.model_limits, turns, state
+        )
+        return _Prepared(fitted, ratio, state, notes, estimates)
 
     async def _account(
         self,
         msg: Incoming,
         conversation_id: int,
         reply_id: int,
-        fitted: Fitted,
-        ratio: float,
+        prepared: _Prepared,
         result: StreamResult,
         notice: bool,
     ) -> None:
         """Store the reply's usage, the cut and the calibration learnt from the API's count."""
+        fitted, ratio = prepared.fitted, prepared.ratio
         if result.prompt_tokens:
             ratio = context_window.calibration(result.prompt_tokens, fitted.raw_tokens)
         await self.store.save_budget_state(
@@ -271,10 +313,10 @@ class Conversations:
         return turns, state, turn.note_texts
 
     async def _stream(
-        self, live: LiveReply, reply_id: int, history: list[dict[str, Any]]
+        self, live: LiveReply, begin: asyncio.Future[int], history: list[dict[str, Any]]
     ) -> StreamResult:
         live.start()
-        checkpoint = asyncio.create_task(self._checkpoint(live, reply_id))
+        checkpoint = asyncio.create_task(self._checkpoint(live, begin))
         try:
             return await self.claude.stream(history, live.append)
         finally:
@@ -282,7 +324,8 @@ class Conversations:
             with contextlib.suppress(asyncio.CancelledError):
                 await checkpoint
 
-    async def _checkpoint(self, live: LiveReply, reply_id: int) -> None:
+    async def _checkpoint(self, live: LiveReply, begin: asyncio.Future[int]) -> None:
+        reply_id = await asyncio.shield(begin)  # cancelling the checkpoint must not cancel it
         saved = ""
         while True:
             await asyncio.sleep(CHECKPOINT_SECONDS)

@@ -31,6 +31,8 @@ from slackbot.store import Store
 
 log = logging.getLogger(__name__)
 
+SHUTDOWN_GRACE_SECONDS = 20.0
+
 
 @dataclass
 class Bot:
@@ -174,5 +176,10 @@ async def serve(settings: Settings) -> None:
             runner = await start_http(bot)
             await stop.wait()
             await runner.cleanup()
+        # Hosts send SIGTERM and wait ~30 s: let the replies in flight finish meanwhile (one
+        # that doesn't is closed with a note at the next start).
+        unfinished = await bot.conversations.drain(timeout=SHUTDOWN_GRACE_SECONDS)
+        if unfinished:
+            log.warning("stopping with %d reply(ies) unfinished", unfinished)
     finally:
         await bot.close()

@@ -181,3 +181,42 @@ async def test_workspace_edit_budget_holds_under_tier3(
         await runner.cleanup()
         await h.close()
         await h.bot.close()
+
+
+async def test_sigterm_lets_the_reply_in_flight_finish(
+    slack: FakeSlack, claude: FakeClaude, db_path: str
+) -> None:
+    claude.default = Script(text="A complete answer, " * 10, tokens_per_second=30)
+    port = free_port()
+    env = {
+        **os.environ,
+        "SLACK_BOT_TOKEN": slack.bot_token,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "ANTHROPIC_API_KEY": "sk-ant-test",
+        "ANTHROPIC_BASE_URL": claude.base_url,
+        "SLACK_API_URL": slack.api_url,
+        "SLACKBOT_DB": db_path,
+        "PORT": str(port),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "slackbot", env=env, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        await wait_healthy(port)
+        message = slack.add_user_message(CHANNEL, "U1", "<@UBOT> question")
+        body, headers = signed_event_request(
+            SIGNING_SECRET, event_callback(message_event(message, type="app_mention"))
+        )
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{port}/slack/events"
+            async with session.post(url, data=body, headers=headers) as response:
+                assert response.status == 200
+        await slack.wait_for(lambda: claude.requests, timeout=10)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    [reply] = slack.bot_messages(CHANNEL, message["ts"])
+    assert slack.final_text(CHANNEL, reply["ts"]) == "A complete answer, " * 10
