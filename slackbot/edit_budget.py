@@ -48,10 +48,6 @@ class EditBudget:
         minute's wait), so they pause until the crowd thins."""
         return self._open_replies > self._per_minute - self._capacity
 
-    @property
-    def waiting(self) -> int:
-        return sum(1 for *_, fut in self._waiters if not fut.done())
-
     def _refill(self) -> None:
         now = self._clock()
         self._tokens = min(self._capacity, self._tokens + (now - self._updated) * self._rate)

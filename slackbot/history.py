@@ -114,12 +114,6 @@ def build_messages(turns: Iterable[Turn]) -> list[Message]:
     return messages
 
 
-def image_count(messages: Sequence[Message]) -> int:
-    return sum(
-        1 for message in messages for block in message["content"] if block["type"] == "image"
-    )
-
-
 # -- estimating --------------------------------------------------------------------------------
 
 

@@ -101,7 +101,6 @@ class LiveReply:
         self._edited_once = False
         self._in_flight: asyncio.Future[None] | None = None
         self._loop_task: asyncio.Task[None] | None = None
-        self.edits_sent = 0
         self._started = False
 
     def start(self) -> None:
@@ -161,7 +160,6 @@ class LiveReply:
             self.message_ts.append(await self._post(shown[: self._limit]))
 
     async def _update(self, ts: str, body: str) -> None:
-        self.edits_sent += 1
         try:
             await self._client.chat_update(channel=self.channel, ts=ts, markdown_text=body)
         except SlackApiError as exc:
