@@ -154,6 +154,10 @@ async def prepare(bot: Bot) -> None:
         raise ConfigError(
             f"SLACK_BOT_TOKEN was refused by Slack ({exc.response.get('error')})"
         ) from None
+    except (aiohttp.ClientError, OSError) as exc:
+        raise ConfigError(
+            f"could not reach Slack at SLACK_API_URL={bot.settings.slack_api_url} ({exc})"
+        ) from None
     bot.conversations.bot_user_id = auth.get("user_id")
     log.info("connected to Slack as %s (%s)", auth.get("user"), auth.get("team"))
     await bot.conversations.recover()

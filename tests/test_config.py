@@ -115,3 +115,26 @@ async def test_a_token_slack_refuses_stops_start_up_naming_it(slack, claude, db_
             await prepare(bot)
     finally:
         await bot.close()
+
+
+def test_cli_unreachable_slack_is_one_line(tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK", "ANTHROPIC"))}
+    env.update(
+        SLACK_BOT_TOKEN="xoxb-1",
+        SLACK_SIGNING_SECRET="s",
+        ANTHROPIC_API_KEY="k",
+        SLACK_API_URL="http://127.0.0.1:9/api/",  # nothing listens on the discard port
+        ANTHROPIC_BASE_URL="http://127.0.0.1:9",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "slackbot"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("slackbot: could not reach Slack")
