@@ -142,3 +142,10 @@ def m007_create_usage(db: sqlite_utils.Database) -> None:
         not_null={"created_at"},
     )
     db.table("usage").create_index(["created_at"])
+
+
+@migrations()
+def m008_add_conversation_sync_point(db: sqlite_utils.Database) -> None:
+    """How far a thread has been synced from Slack, so the next sync asks only for what came
+    after (`conversations.replies` with `oldest`) instead of paging through the whole thread."""
+    db.table("conversations").add_column("synced_to", str)

@@ -335,6 +335,28 @@ class Store:
 
         return await self._run(_add_and_load)
 
+    async def sync_point(self, conversation_id: int) -> str | None:
+        """The Slack ts up to which this thread was last synced (None: never)."""
+
+        def _point() -> str | None:
+            row = self._db.execute(
+                "SELECT synced_to FROM conversations WHERE id=?", [conversation_id]
+            ).fetchone()
+            return row[0] if row else None
+
+        return await self._run(_point)
+
+    async def mark_synced(self, conversation_id: int, up_to_ts: str) -> None:
+        def _mark() -> None:
+            with self._transaction():
+                self._db.execute(
+                    "UPDATE conversations SET synced_to=? WHERE id=?"
+                    " AND (synced_to IS NULL OR synced_to < ?)",
+                    [up_to_ts, conversation_id, up_to_ts],
+                )
+
+        await self._run(_mark)
+
     async def known_ts(self, conversation_id: int) -> set[str]:
         """Slack timestamps of every message stored for a conversation (people's and the bot's)."""
 

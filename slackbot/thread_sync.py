@@ -25,8 +25,14 @@ MAX_PAGES = 25
 
 
 async def fetch_thread(
-    client: AsyncWebClient, *, channel: str, thread_ts: str, up_to_ts: str
+    client: AsyncWebClient,
+    *,
+    channel: str,
+    thread_ts: str,
+    up_to_ts: str,
+    after_ts: str | None = None,
 ) -> list[dict[str, Any]]:
+    """The thread's messages up to `up_to_ts` (and from `after_ts` on, when given)."""
     messages: list[dict[str, Any]] = []
     cursor: str | None = None
     for _ in range(MAX_PAGES):
@@ -37,6 +43,7 @@ async def fetch_thread(
             inclusive=True,
             limit=200,
             cursor=cursor,
+            oldest=after_ts,
         )
         messages.extend(response.get("messages") or [])
         cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
@@ -60,7 +67,11 @@ async def sync_thread(
     """Store the thread's human messages up to `up_to_ts` that the store lacks; returns how many."""
     try:
         messages = await fetch_thread(
-            client, channel=channel, thread_ts=thread_ts, up_to_ts=up_to_ts
+            client,
+            channel=channel,
+            thread_ts=thread_ts,
+            up_to_ts=up_to_ts,
+            after_ts=await store.sync_point(conversation_id),
         )
     except SlackApiError as exc:
         log.info("thread sync skipped (%s): answering from the store", exc.response.get("error"))
@@ -76,4 +87,5 @@ async def sync_thread(
             continue
         turn = await read_message(message, people=people, fetcher=fetcher, bot_user_id=bot_user_id)
         added += int(await store_user_turn(store, conversation_id, turn))
+    await store.mark_synced(conversation_id, up_to_ts)
     return added

@@ -348,3 +348,21 @@ async def test_a_stalled_stream_ends_with_a_note(
         await runner.cleanup()
         await h.close()
         await h.bot.close()
+
+
+async def test_later_syncs_ask_slack_only_for_what_is_new(harness: Harness) -> None:
+    root = await harness.mention("first")
+    await harness.settled()
+    harness.slack.add_user_message(CHANNEL, "U2", "in between", thread_ts=root["ts"])
+    second = await harness.mention("second", thread_ts=root["ts"])
+    await harness.settled()
+    harness.slack.add_user_message(CHANNEL, "U2", "more talk", thread_ts=root["ts"])
+    await harness.mention("third", thread_ts=root["ts"])
+    await harness.settled()
+
+    first_sync, second_sync = harness.slack.calls_to("conversations.replies")
+    assert "oldest" not in first_sync.params  # the first sync reads the thread from its start
+    assert second_sync.params["oldest"] == second["ts"]
+    texts = [b["text"] for m in harness.claude.requests[-1]["messages"] for b in m["content"]]
+    assert "Bob: in between" in texts and "Bob: more talk" in texts
+    assert texts[-1] == "Alice: third"

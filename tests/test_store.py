@@ -41,6 +41,7 @@ def test_schema_after_migrations() -> None:
         "images_from_id": int,
         "token_ratio": float,
         "trim_noticed_at": float,
+        "synced_to": str,
     }
     assert {
         "conversation_id",
