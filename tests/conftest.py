@@ -39,8 +39,9 @@ async def claude() -> AsyncIterator[FakeClaude]:
         yield fake
 
 
-def make_settings(slack: FakeSlack, claude: FakeClaude, db_path: str, **overrides: Any) -> Settings:
-    env = {
+def bot_env(slack: FakeSlack, claude: FakeClaude, db_path: str) -> dict[str, str]:
+    """The environment that points the bot at the fakes (for settings or a real process)."""
+    return {
         "SLACK_BOT_TOKEN": slack.bot_token,
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
         "ANTHROPIC_API_KEY": "sk-ant-test",
@@ -49,7 +50,10 @@ def make_settings(slack: FakeSlack, claude: FakeClaude, db_path: str, **override
         "SLACKBOT_DB": db_path,
         "SLACKBOT_EDIT_INTERVAL": "0.05",
     }
-    return dataclasses.replace(load_settings(env), **overrides)
+
+
+def make_settings(slack: FakeSlack, claude: FakeClaude, db_path: str, **overrides: Any) -> Settings:
+    return dataclasses.replace(load_settings(bot_env(slack, claude, db_path)), **overrides)
 
 
 class Harness:

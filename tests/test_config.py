@@ -68,17 +68,8 @@ def test_overrides() -> None:
 
 
 def test_cli_missing_setting_is_one_line_and_fast(tmp_path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK", "ANTHROPIC"))}
     started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "slackbot"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    proc = run_slackbot(tmp_path, {}, timeout=30)
     assert proc.returncode != 0
     assert proc.stderr.strip().count("\n") == 0, proc.stderr
     assert "SLACK_BOT_TOKEN" in proc.stderr
@@ -118,23 +109,30 @@ async def test_a_token_slack_refuses_stops_start_up_naming_it(slack, claude, db_
 
 
 def test_cli_unreachable_slack_is_one_line(tmp_path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK", "ANTHROPIC"))}
-    env.update(
-        SLACK_BOT_TOKEN="xoxb-1",
-        SLACK_SIGNING_SECRET="s",
-        ANTHROPIC_API_KEY="k",
-        SLACK_API_URL="http://127.0.0.1:9/api/",  # nothing listens on the discard port
-        ANTHROPIC_BASE_URL="http://127.0.0.1:9",
-    )
-    proc = subprocess.run(
-        [sys.executable, "-m", "slackbot"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    settings = {
+        "SLACK_BOT_TOKEN": "xoxb-1",
+        "SLACK_SIGNING_SECRET": "s",
+        "ANTHROPIC_API_KEY": "k",
+        "SLACK_API_URL": "http://127.0.0.1:9/api/",  # nothing listens on the discard port
+        "ANTHROPIC_BASE_URL": "http://127.0.0.1:9",
+    }
+    proc = run_slackbot(tmp_path, settings, timeout=60)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("slackbot: could not reach Slack")
+
+
+def run_slackbot(
+    cwd: object, settings: dict[str, str], *, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """`python -m slackbot` with only `settings` of the bot's own variables set."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK", "ANTHROPIC"))}
+    return subprocess.run(
+        [sys.executable, "-m", "slackbot"],
+        env={**env, **settings},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

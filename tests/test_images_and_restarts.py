@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import signal
 import socket
 import sys
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 
 from slackbot.conversation import CHECKPOINT_SECONDS
-from tests.conftest import CHANNEL, SIGNING_SECRET, Harness, make_settings, start_harness
+from tests.conftest import CHANNEL, SIGNING_SECRET, Harness, bot_env, start_harness
 from tests.fakes.claude import FakeClaude, Script
 from tests.fakes.slack import FakeSlack, event_callback, message_event, signed_event_request
 from tests.images import decode, encode, gradient
@@ -68,31 +71,8 @@ async def test_kill_9_mid_reply_then_restart(
     """The real bot process is SIGKILLed while streaming; the next start closes the reply,
     does not answer the redelivered event again, and the thread carries on."""
     claude.default = Script(text="Half of an answer that never ends. " * 100, tokens_per_second=40)
-    settings = make_settings(slack, claude, db_path)
-    port = free_port()
-    env = {
-        **os.environ,
-        "SLACK_BOT_TOKEN": settings.slack_bot_token,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "ANTHROPIC_API_KEY": settings.anthropic_api_key,
-        "ANTHROPIC_BASE_URL": claude.base_url,
-        "SLACK_API_URL": slack.api_url,
-        "SLACKBOT_DB": db_path,
-        "SLACKBOT_EDIT_INTERVAL": "0.05",
-        "PORT": str(port),
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "slackbot", env=env, stderr=asyncio.subprocess.DEVNULL
-    )
-    try:
-        await wait_healthy(port)
-        message = slack.add_user_message(CHANNEL, "U1", "<@UBOT> long question")
-        payload = event_callback(message_event(message, type="app_mention"))
-        body, headers = signed_event_request(SIGNING_SECRET, payload)
-        async with aiohttp.ClientSession() as session:
-            url = f"http://127.0.0.1:{port}/slack/events"
-            async with session.post(url, data=body, headers=headers) as response:
-                assert response.status == 200
+    async with bot_process(slack, claude, db_path) as (proc, port):
+        message, payload = await mention_over_http(slack, port, "long question")
         # wait until the reply has been streaming long enough to be checkpointed
         await slack.wait_for(
             lambda: (
@@ -105,7 +85,6 @@ async def test_kill_9_mid_reply_then_restart(
             timeout=10,
         )
         await asyncio.sleep(CHECKPOINT_SECONDS + 0.5)
-    finally:
         proc.kill()
         await proc.wait()
     assert proc.returncode == -signal.SIGKILL
@@ -127,7 +106,7 @@ async def test_kill_9_mid_reply_then_restart(
         # and the conversation carries on, with the partial reply in its history
         await second.mention("again please", thread_ts=message["ts"])
         await second.settled()
-        assert harness_texts(slack, message["ts"])[-1] == "Fresh answer."
+        assert second.texts(CHANNEL, message["ts"])[-1] == "Fresh answer."
         roles = [m["role"] for m in claude.requests[-1]["messages"]]
         assert roles == ["user", "assistant", "user"]
     finally:
@@ -135,6 +114,40 @@ async def test_kill_9_mid_reply_then_restart(
         await runner.cleanup()
         await second.close()
         await second.bot.close()
+
+
+@contextlib.asynccontextmanager
+async def bot_process(
+    slack: FakeSlack, claude: FakeClaude, db_path: str
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
+    """`python -m slackbot` in HTTP mode as its own process, pointed at the fakes; yields it
+    once healthy, and kills it on the way out if the test has not ended it."""
+    port = free_port()
+    env = {**os.environ, **bot_env(slack, claude, db_path), "PORT": str(port)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "slackbot", env=env, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        await wait_healthy(port)
+        yield proc, port
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def mention_over_http(
+    slack: FakeSlack, port: int, text: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A person mentions the bot; Slack delivers the signed event. Returns message, payload."""
+    message = slack.add_user_message(CHANNEL, "U1", f"<@UBOT> {text}")
+    payload = event_callback(message_event(message, type="app_mention"))
+    body, headers = signed_event_request(SIGNING_SECRET, payload)
+    async with aiohttp.ClientSession() as session:
+        url = f"http://127.0.0.1:{port}/slack/events"
+        async with session.post(url, data=body, headers=headers) as response:
+            assert response.status == 200
+    return message, payload
 
 
 def free_port() -> int:
@@ -156,10 +169,6 @@ async def wait_healthy(port: int, timeout: float = 20.0) -> None:
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError("the bot never became healthy")
             await asyncio.sleep(0.1)
-
-
-def harness_texts(slack: FakeSlack, thread_ts: str) -> list[str]:
-    return [slack.final_text(CHANNEL, m["ts"]) for m in slack.bot_messages(CHANNEL, thread_ts)]
 
 
 async def test_workspace_edit_budget_holds_under_tier3(
@@ -187,36 +196,10 @@ async def test_sigterm_lets_the_reply_in_flight_finish(
     slack: FakeSlack, claude: FakeClaude, db_path: str
 ) -> None:
     claude.default = Script(text="A complete answer, " * 10, tokens_per_second=30)
-    port = free_port()
-    env = {
-        **os.environ,
-        "SLACK_BOT_TOKEN": slack.bot_token,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "ANTHROPIC_API_KEY": "sk-ant-test",
-        "ANTHROPIC_BASE_URL": claude.base_url,
-        "SLACK_API_URL": slack.api_url,
-        "SLACKBOT_DB": db_path,
-        "PORT": str(port),
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "slackbot", env=env, stderr=asyncio.subprocess.DEVNULL
-    )
-    try:
-        await wait_healthy(port)
-        message = slack.add_user_message(CHANNEL, "U1", "<@UBOT> question")
-        body, headers = signed_event_request(
-            SIGNING_SECRET, event_callback(message_event(message, type="app_mention"))
-        )
-        async with aiohttp.ClientSession() as session:
-            url = f"http://127.0.0.1:{port}/slack/events"
-            async with session.post(url, data=body, headers=headers) as response:
-                assert response.status == 200
+    async with bot_process(slack, claude, db_path) as (proc, port):
+        message, _ = await mention_over_http(slack, port, "question")
         await slack.wait_for(lambda: claude.requests, timeout=10)
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
     [reply] = slack.bot_messages(CHANNEL, message["ts"])
     assert slack.final_text(CHANNEL, reply["ts"]) == "A complete answer, " * 10

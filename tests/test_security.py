@@ -52,10 +52,9 @@ async def test_url_verification_challenge(harness: Harness) -> None:
 
 async def test_conversations_do_not_leak_between_channels(harness: Harness) -> None:
     harness.claude.default = Script(text="ok")
-    await harness.mention("secret plan for channel one", channel="C1")
+    await harness.mention("secret plan for channel one", channel=CHANNEL)
     await harness.settled()
     await harness.mention("what do you know?", channel="C2")
     await harness.settled()
     texts = [b["text"] for m in harness.claude.requests[-1]["messages"] for b in m["content"]]
     assert texts == ["Alice: what do you know?"]
-    assert CHANNEL == "C1"
