@@ -1,6 +1,6 @@
 """`python -m bench [--quick]`: what the bot adds on top of Claude, measured end to end.
 
-The fake Slack and fake Claude servers run in one process (`python -m tests.fakes`), the bot in
+The fake Slack and fake Claude servers run in one process (`python -m fakes`), the bot in
 another (`python -m slackbot` in HTTP mode, as users run it, with its own temporary database), and
 this process sends real signed events over HTTP with one aiohttp session. Every time is read on
 CLOCK_MONOTONIC, which the three processes share, so "placeholder visible" is the fake Slack's
@@ -39,8 +39,8 @@ from typing import Any
 
 import aiohttp
 
-from tests.fakes.claude import reply_text
-from tests.fakes.slack import event_callback, signed_event_request
+from fakes.claude import reply_text
+from fakes.slack import event_callback, signed_event_request
 
 ROOT = Path(__file__).resolve().parent.parent
 SIGNING_SECRET = "bench-signing-secret"
@@ -212,7 +212,7 @@ class Harness:
         out = self.workdir / "fakes.out"
         with out.open("wb") as stdout, (self.workdir / "fakes.err").open("wb") as stderr:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.fakes", "--ttft", str(TTFT), "--tps", str(TPS)],
+                [sys.executable, "-m", "fakes", "--ttft", str(TTFT), "--tps", str(TPS)],
                 cwd=ROOT,
                 env=self.clean_env(),
                 stdout=stdout,
@@ -741,7 +741,7 @@ async def run_history(sizes: Sizes, rows: list[Row], workdir: Path) -> None:
 async def run_caching(rows: list[Row]) -> None:
     """Prompt caching (issue 4): `bench/caching.py` provides `billed_units()` when it exists."""
     try:
-        from bench import caching  # type: ignore[attr-defined]
+        from fakes import caching  # type: ignore[attr-defined]
     except ImportError:
         rows.append(Row("billed input units, 30-turn thread (caching)", "not measured yet"))
         return

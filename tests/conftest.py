@@ -1,28 +1,15 @@
-"""Fixtures: the real bot (Bolt, slack_sdk, anthropic) wired to fake Slack and Claude servers.
-
-Every test that drives the bot goes through real HTTP: signed Events API requests to the bot's
-own aiohttp server, Web API calls to `FakeSlack`, streamed Messages API calls to `FakeClaude`.
-"""
+"""Fixtures: fake Slack and Claude servers, and the real bot wired to them (`fakes.harness`)."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
-from aiohttp import web
 
-from slackbot.config import Settings, load_settings
-from slackbot.server import Bot, create_bot, web_app
-from slackbot.store import Store
-from tests.fakes.claude import FakeClaude
-from tests.fakes.slack import FakeSlack, event_callback, message_event, signed_event_request
-
-SIGNING_SECRET = "test-signing-secret"
-CHANNEL = "C1"
-DM = "D1"
+from fakes.claude import FakeClaude
+from fakes.harness import Harness, start_harness
+from fakes.slack import FakeSlack
 
 
 @pytest.fixture
@@ -37,140 +24,6 @@ async def slack() -> AsyncIterator[FakeSlack]:
 async def claude() -> AsyncIterator[FakeClaude]:
     async with FakeClaude() as fake:
         yield fake
-
-
-def bot_env(slack: FakeSlack, claude: FakeClaude, db_path: str) -> dict[str, str]:
-    """The environment that points the bot at the fakes (for settings or a real process)."""
-    return {
-        "SLACK_BOT_TOKEN": slack.bot_token,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "ANTHROPIC_API_KEY": "sk-ant-test",
-        "ANTHROPIC_BASE_URL": claude.base_url,
-        "SLACK_API_URL": slack.api_url,
-        "SLACKBOT_DB": db_path,
-        "SLACKBOT_EDIT_INTERVAL": "0.05",
-    }
-
-
-def make_settings(slack: FakeSlack, claude: FakeClaude, db_path: str, **overrides: Any) -> Settings:
-    return dataclasses.replace(load_settings(bot_env(slack, claude, db_path)), **overrides)
-
-
-class Harness:
-    """The bot served over HTTP on 127.0.0.1, plus helpers that act like Slack and a person."""
-
-    def __init__(self, slack: FakeSlack, claude: FakeClaude, bot: Bot, url: str) -> None:
-        self.slack = slack
-        self.claude = claude
-        self.bot = bot
-        self.url = url
-        self.session = aiohttp.ClientSession()
-        self.expected = 0  # deliveries the bot should take through Conversations.handle
-
-    async def post_event(
-        self,
-        payload: dict[str, Any],
-        *,
-        secret: str = SIGNING_SECRET,
-        timestamp: int | None = None,
-        retry_num: int | None = None,
-    ) -> aiohttp.ClientResponse:
-        body, headers = signed_event_request(
-            secret,
-            payload,
-            timestamp=timestamp,
-            retry_num=retry_num,
-            retry_reason="http_timeout" if retry_num else None,
-        )
-        async with self.session.post(self.url, data=body, headers=headers) as response:
-            await response.read()
-            return response
-
-    async def mention(
-        self,
-        text: str,
-        *,
-        user: str = "U1",
-        channel: str = CHANNEL,
-        thread_ts: str | None = None,
-        files: list[dict[str, Any]] | None = None,
-        event_id: str | None = None,
-    ) -> dict[str, Any]:
-        """A person posts `@bot text`; Slack delivers the app_mention. Returns the message."""
-        message = self.slack.add_user_message(
-            channel, user, f"<@{self.slack.bot_user_id}> {text}", thread_ts=thread_ts, files=files
-        )
-        await self.deliver(message, type="app_mention", event_id=event_id)
-        return message
-
-    async def dm(
-        self, text: str, *, user: str = "U1", thread_ts: str | None = None
-    ) -> dict[str, Any]:
-        message = self.slack.add_user_message(DM, user, text, thread_ts=thread_ts)
-        await self.deliver(message, type="message", channel_type="im")
-        return message
-
-    async def deliver(
-        self,
-        message: dict[str, Any],
-        *,
-        type: str = "app_mention",
-        channel_type: str | None = None,
-        event_id: str | None = None,
-        ignored: bool = False,
-    ) -> dict[str, Any]:
-        """Deliver a stored message as Slack would; `ignored` when the bot should not act on it."""
-        payload = event_callback(
-            message_event(message, type=type, channel_type=channel_type), event_id=event_id
-        )
-        response = await self.post_event(payload)
-        assert response.status == 200
-        if not ignored and (type == "app_mention" or channel_type == "im"):
-            self.expected += 1
-        return payload
-
-    def replies(self, channel: str, thread_ts: str | None) -> list[dict[str, Any]]:
-        return self.slack.bot_messages(channel, thread_ts)
-
-    def texts(self, channel: str, thread_ts: str | None) -> list[str]:
-        return [self.slack.final_text(channel, m["ts"]) for m in self.replies(channel, thread_ts)]
-
-    async def settled(self, timeout: float = 10.0) -> None:
-        """Wait until every accepted event has been answered completely."""
-        conversations = self.bot.conversations
-
-        def idle() -> bool:
-            return (
-                conversations.handled >= self.expected
-                and len(conversations.sequencer) == 0
-                and not any(
-                    "Thinking…" in self.slack.final_text(c, ts) for (c, ts) in self._bot_keys()
-                )
-            )
-
-        await self.slack.wait_for(idle, timeout=timeout)
-
-    def _bot_keys(self) -> list[tuple[str, str]]:
-        return [
-            k for k, m in self.slack.messages.items() if m.get("user") == self.slack.bot_user_id
-        ]
-
-    async def close(self) -> None:
-        await self.session.close()
-
-
-async def start_harness(
-    slack: FakeSlack, claude: FakeClaude, db_path: str, **overrides: Any
-) -> tuple[Harness, web.AppRunner]:
-    settings = make_settings(slack, claude, db_path, **overrides)
-    bot = await create_bot(settings, anthropic_max_retries=0, store=await Store.open(db_path))
-    await bot.conversations.recover()
-    runner = web.AppRunner(web_app(bot.app), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return Harness(slack, claude, bot, f"http://127.0.0.1:{port}/slack/events"), runner
 
 
 @pytest.fixture

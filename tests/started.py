@@ -7,10 +7,10 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from fakes.claude import FakeClaude, model_info
+from fakes.harness import Harness, start_harness
+from fakes.slack import FakeSlack
 from slackbot.server import prepare
-from tests.conftest import Harness, start_harness
-from tests.fakes.claude import FakeClaude, model_info
-from tests.fakes.slack import FakeSlack
 
 DEFAULT_MODEL = "claude-sonnet-5"
 

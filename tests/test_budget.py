@@ -8,6 +8,9 @@ import itertools
 
 from PIL import Image
 
+from fakes.claude import FakeClaude, Script
+from fakes.harness import CHANNEL
+from fakes.slack import FakeSlack
 from slackbot import errors
 from slackbot.context_window import budget_for
 from slackbot.history import (
@@ -22,9 +25,6 @@ from slackbot.history import (
     image_tokens,
 )
 from slackbot.store import StoredImage, Turn
-from tests.conftest import CHANNEL
-from tests.fakes.claude import FakeClaude, Script
-from tests.fakes.slack import FakeSlack
 from tests.started import DEFAULT_MODEL, sonnet_5, started
 
 

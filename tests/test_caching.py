@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.caching import billed_units
+from fakes.caching import billed_units
+from fakes.claude import Script
+from fakes.harness import Harness
 from slackbot.claude import cache_breakpoints
-from tests.conftest import Harness
-from tests.fakes.claude import Script
 
 
 def marks(request: dict[str, Any]) -> list[tuple[int, int]]:

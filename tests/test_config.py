@@ -94,8 +94,8 @@ def test_usage_needs_no_credentials() -> None:
 async def test_a_token_slack_refuses_stops_start_up_naming_it(slack, claude, db_path) -> None:
     import dataclasses
 
+    from fakes.harness import make_settings
     from slackbot.server import create_bot, prepare
-    from tests.conftest import make_settings
 
     settings = dataclasses.replace(
         make_settings(slack, claude, db_path), slack_bot_token="xoxb-revoked"

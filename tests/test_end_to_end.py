@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+from fakes.claude import FakeClaude, Script
+from fakes.harness import CHANNEL, DM, Harness, make_settings, start_harness
+from fakes.slack import FakeSlack, FakeSocketModeServer, event_callback, message_event
 from slackbot.server import create_bot, prepare, start_socket_mode
-from tests.conftest import CHANNEL, DM, Harness, make_settings, start_harness
-from tests.fakes.claude import FakeClaude, Script
-from tests.fakes.slack import FakeSlack, FakeSocketModeServer, event_callback, message_event
 
 
 async def test_mention_gets_streamed_reply_in_thread(harness: Harness) -> None:

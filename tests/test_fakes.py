@@ -30,8 +30,8 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from tests.fakes.claude import FakeClaude, Script
-from tests.fakes.slack import (
+from fakes.claude import FakeClaude, Script
+from fakes.slack import (
     FakeSlack,
     FakeSocketModeServer,
     event_callback,
@@ -692,7 +692,7 @@ async def test_process_entry_point() -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tests.fakes",
+        "fakes",
         "--reply-chars",
         "50",
         "--chat-update-per-minute",

@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestServer
 from PIL import Image
 from slack_sdk.web.async_client import AsyncWebClient
 
+from fakes.slack import FakeSlack
 from slackbot.files import (
     MAX_BASE64_BYTES,
     FileFetcher,
@@ -26,7 +27,6 @@ from slackbot.files import (
     files_info_from,
     trusted_hosts_for,
 )
-from tests.fakes.slack import FakeSlack
 from tests.images import (
     animated_gif,
     decode,

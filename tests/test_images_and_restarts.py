@@ -14,10 +14,10 @@ from typing import Any
 
 import aiohttp
 
+from fakes.claude import FakeClaude, Script
+from fakes.harness import CHANNEL, SIGNING_SECRET, Harness, bot_env, start_harness
+from fakes.slack import FakeSlack, event_callback, message_event, signed_event_request
 from slackbot.conversation import CHECKPOINT_SECONDS
-from tests.conftest import CHANNEL, SIGNING_SECRET, Harness, bot_env, start_harness
-from tests.fakes.claude import FakeClaude, Script
-from tests.fakes.slack import FakeSlack, event_callback, message_event, signed_event_request
 from tests.images import decode, encode, gradient
 
 

@@ -11,11 +11,11 @@ import sys
 import pytest
 from aiohttp import web
 
+from fakes.claude import FakeClaude, model_info
+from fakes.harness import make_settings
+from fakes.slack import FakeSlack
 from slackbot.models import FALLBACK_MAX_INPUT_TOKENS, ModelLimits, ModelRefused, learn_model
 from slackbot.server import create_bot, prepare
-from tests.conftest import make_settings
-from tests.fakes.claude import FakeClaude, model_info
-from tests.fakes.slack import FakeSlack
 from tests.started import DEFAULT_MODEL, sonnet_5, started
 
 RETIRED = "claude-3-haiku-20240307"

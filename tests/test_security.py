@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
+from fakes.claude import Script
+from fakes.harness import CHANNEL, Harness
 from slackbot.logs import RedactSecrets
-from tests.conftest import CHANNEL, Harness
-from tests.fakes.claude import Script
 
 
 def test_redaction_filter_masks_tokens_and_keys() -> None:

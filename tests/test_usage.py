@@ -7,11 +7,11 @@ import time
 
 import pytest
 
+from fakes.claude import Script
+from fakes.harness import CHANNEL, Harness
 from slackbot.cli import main
 from slackbot.store import Store, UsageRecord
 from slackbot.usage import PriceTable, Totals, parse_since, report, summarise
-from tests.conftest import CHANNEL, Harness
-from tests.fakes.claude import Script
 
 
 def rows(db_path: str) -> list[dict]:

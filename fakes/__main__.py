@@ -1,6 +1,6 @@
 """Run the fakes in their own process for the benchmark.
 
-    python -m tests.fakes --slack-port 0 --claude-port 0 [--ttft 0.3 --tps 40 --reply-chars N
+    python -m fakes --slack-port 0 --claude-port 0 [--ttft 0.3 --tps 40 --reply-chars N
         --chat-update-per-minute N --minute-seconds S]
 
 Prints one JSON line with the URLs and tokens, then serves until SIGTERM/SIGINT. Results are read
@@ -22,14 +22,14 @@ import json
 import signal
 import sys
 
-from tests.fakes.claude import FakeClaude, Script, reply_text
-from tests.fakes.slack import FakeSlack, FakeSocketModeServer
+from fakes.claude import FakeClaude, Script, reply_text
+from fakes.slack import FakeSlack, FakeSocketModeServer
 
 __all__ = ["main", "reply_text"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tests.fakes", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m fakes", description=__doc__)
     parser.add_argument("--slack-port", type=int, default=0)
     parser.add_argument("--claude-port", type=int, default=0)
     parser.add_argument("--socket-port", type=int, default=0)

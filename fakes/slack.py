@@ -29,7 +29,7 @@ from aiohttp import WSMsgType, web
 from aiohttp.web_request import FileField
 from slack_sdk.signature import SignatureVerifier
 
-from tests.fakes.server import HOST, LocalServer
+from fakes.server import HOST, LocalServer
 
 TEXT_LIMIT = 4000
 MARKDOWN_TEXT_LIMIT = 12000

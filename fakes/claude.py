@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.server import HOST, LocalServer
+from fakes.server import HOST, LocalServer
 
 ERROR_TYPES = {
     400: "invalid_request_error",

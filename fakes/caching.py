@@ -16,9 +16,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import CHANNEL, start_harness
-from tests.fakes.claude import FakeClaude, Script
-from tests.fakes.slack import FakeSlack
+from fakes.claude import FakeClaude, Script
+from fakes.harness import CHANNEL, start_harness
+from fakes.slack import FakeSlack
 
 CACHE_WRITE = 1.25
 CACHE_READ = 0.1
