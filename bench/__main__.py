@@ -673,9 +673,9 @@ async def run_tier3(load: Load, sizes: Sizes, rows: list[Row], burst_text: str) 
 async def run_history(sizes: Sizes, rows: list[Row], workdir: Path) -> None:
     """History rebuild (store read + build_messages) for conversations of N stored turns."""
     from slackbot.history import build_messages
-    from slackbot.store import Store
+    from slackbot.sqlite_store import SqliteStore
 
-    store = await Store.open(str(workdir / "history.db"))
+    store = await SqliteStore.open(str(workdir / "history.db"))
     try:
         timings: dict[int, float] = {}
         for size in sizes.history:

@@ -17,7 +17,7 @@ from fakes.claude import FakeClaude
 from fakes.slack import FakeSlack, event_callback, message_event, signed_event_request
 from slackbot.config import Settings, load_settings
 from slackbot.server import Bot, create_bot, web_app
-from slackbot.store import Store
+from slackbot.sqlite_store import SqliteStore
 
 SIGNING_SECRET = "test-signing-secret"
 CHANNEL = "C1"
@@ -148,7 +148,7 @@ async def start_harness(
     slack: FakeSlack, claude: FakeClaude, db_path: str, **overrides: Any
 ) -> tuple[Harness, web.AppRunner]:
     settings = make_settings(slack, claude, db_path, **overrides)
-    bot = await create_bot(settings, anthropic_max_retries=0, store=await Store.open(db_path))
+    bot = await create_bot(settings, anthropic_max_retries=0, store=await SqliteStore.open(db_path))
     await bot.conversations.recover()
     runner = web.AppRunner(web_app(bot.app), access_log=None)
     await runner.setup()

@@ -15,24 +15,10 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
 from slackbot.config import Settings
-from slackbot.conversation import Conversations, Incoming
-from slackbot.incoming import is_person_message
+from slackbot.conversation import Conversations
+from slackbot.events import Incoming, incoming_from, is_person_message
 
 log = logging.getLogger(__name__)
-
-
-def incoming_from(event: dict[str, Any], body: dict[str, Any], *, is_dm: bool) -> Incoming:
-    return Incoming(
-        team=str(body.get("team_id") or event.get("team") or ""),
-        channel=str(event["channel"]),
-        ts=str(event["ts"]),
-        user=str(event.get("user") or ""),
-        text=str(event.get("text") or ""),
-        thread_ts=event.get("thread_ts"),
-        event_id=body.get("event_id"),
-        is_dm=is_dm,
-        message=event,
-    )
 
 
 def build_app(

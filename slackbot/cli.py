@@ -11,7 +11,8 @@ import sys
 
 from dotenv import load_dotenv
 
-from slackbot.config import ConfigError, load_settings
+from slackbot.config import load_settings
+from slackbot.errors import ConfigError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,7 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def usage_command(args: argparse.Namespace) -> int:
     """Print the usage table; reads only the database, so it runs beside a live bot."""
-    from slackbot.usage import UsageError, report
+    from slackbot.errors import UsageError
+    from slackbot.usage import report
 
     try:
         settings = load_settings(os.environ, need_slack=False)

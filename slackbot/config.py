@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from slackbot.errors import ConfigError
+
 DEFAULT_MODEL = "claude-sonnet-5"
 #: The Models API line of `DEFAULT_MODEL`: if that model is retired (or unknown to the API) and
 #: CLAUDE_MODEL is unset, the bot uses the newest active model of this line instead.
@@ -26,10 +28,6 @@ DEFAULT_SYSTEM_PROMPT = (
     "lists, links, code blocks): use it where it helps, keep answers focused, and prefer short "
     "paragraphs to walls of text."
 )
-
-
-class ConfigError(Exception):
-    """A setting is missing or malformed; its text is the one line the operator sees."""
 
 
 @dataclass(frozen=True)

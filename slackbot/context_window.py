@@ -1,27 +1,293 @@
-"""Fitting a conversation into the model's context window, measured without a round trip.
+"""Fitting one request into the model's context window: estimate, trim, calibrate, count.
+
+A thread can outgrow the window. `fit` keeps the request within the token limit, the number of
+images and the bytes a request may carry, by cutting the conversation: first the images of
+older turns, then the oldest turns after the thread's first message (which usually states the
+task), with a marker where turns were left out. A cut goes well below the limit (`TRIM_TO`) and
+is remembered per conversation (`Trim`), so the following mentions send the same prefix again
+and keep reading it from the prompt cache.
 
 Every turn carries a token estimate (computed once and stored); each conversation keeps a
 calibration ratio learnt from the API's own count of its last request. Estimates decide while a
 request is clearly within the window; near the limit `messages.count_tokens` is asked and decides.
-The trimming itself (what is dropped, and the stable cut that keeps prompt caching hitting) lives
-in `history.fit`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import dataclasses
+import io
 import logging
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import NamedTuple
+
+from PIL import Image
 
 from slackbot.claude import Claude
-from slackbot.history import Budget, Fitted, Trim, estimate_text_tokens, estimate_turn_tokens, fit
-from slackbot.models import ModelLimits
-from slackbot.store import BudgetState, Turn
+from slackbot.history import OMITTED_MARKER, OMITTED_ROLE, Message, build_messages, render_turn
+from slackbot.model_lookup import ModelLimits
+from slackbot.store import StoredImage, Turn, WindowState
+
+#: The note that replaces the images of an older turn.
+IMAGES_OMITTED = "{n} image(s) shared here were omitted to fit the context window"
+#: Appended to a message whose text had to be shortened (only when nothing else could go).
+TEXT_SHORTENED = "\n[…the rest of this message was cut to fit the context window]"
+
+#: The API accepts 100 images per request (above 20, each must be at most 2000 px on a side,
+#: which `images.py` guarantees by keeping images within 1568 px).
+MAX_IMAGES_PER_REQUEST = 100
+#: The API's 32 MB per request, less room for the JSON around the base64 data.
+MAX_REQUEST_BYTES = 30 * 1024 * 1024
+#: When a conversation must be cut, cut it down to this share of each limit at once, so the
+#: next mentions share a stable prefix instead of shifting it by one turn each time.
+TRIM_TO = 0.65
+
+#: Estimation: tokens per character of text (an over-estimate for English prose), a fixed cost
+#: per content block, and the API's image formula (width × height / 750, at most ~1600 tokens
+#: after its own downscaling to 1568 px / 1.15 megapixels).
+CHARS_PER_TOKEN = 3.5
+BLOCK_TOKENS = 8
+IMAGE_TOKENS_MAX = 1600
+MIN_SHORTENED_CHARS = 400
+
+
+def estimate_text_tokens(text: str) -> int:
+    return BLOCK_TOKENS + math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+def image_tokens(image: StoredImage) -> int:
+    """The API's cost of an image: width × height / 750 after it fits 1568 px and 1.15 MP."""
+    try:
+        raw = base64.b64decode(image.data, validate=False)
+        with Image.open(io.BytesIO(raw)) as opened:
+            width, height = opened.size
+    except (binascii.Error, ValueError, OSError, SyntaxError):
+        return IMAGE_TOKENS_MAX
+    return BLOCK_TOKENS + min(IMAGE_TOKENS_MAX, math.ceil(width * height / 750))
+
+
+def estimate_turn_tokens(turn: Turn) -> int:
+    """Estimated input tokens of one rendered turn (images are decoded: not on the event loop
+    for a turn with large images)."""
+    _, blocks = render_turn(turn)
+    text_tokens = sum(estimate_text_tokens(b["text"]) for b in blocks if b["type"] == "text")
+    return text_tokens + sum(image_tokens(image) for image in turn.images)
+
+
+def _turn_bytes(turn: Turn) -> int:
+    return len(turn.text) + sum(len(image.data) for image in turn.images) + 64
+
+
+@dataclass(frozen=True)
+class Trim:
+    """Where a conversation was cut: turns between its first message and `kept_from_id` are
+    left out, and so are the images of turns before `images_from_id` (the turn being answered
+    always keeps its own). Stored per conversation so every mention cuts at the same place."""
+
+    kept_from_id: int | None = None
+    images_from_id: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.kept_from_id is not None or self.images_from_id is not None
+
+
+@dataclass(frozen=True)
+class Window:
+    """What one request may hold. `tokens` covers everything but the output (the caller has
+    already taken `max_tokens` and a safety margin off the window); `fixed_tokens` is the raw
+    estimate of what always goes (the system prompt); `ratio` turns raw estimates into the
+    API's count, as measured on the conversation's last request."""
+
+    tokens: int
+    fixed_tokens: int = 0
+    ratio: float = 1.0
+    max_images: int = MAX_IMAGES_PER_REQUEST
+    max_bytes: int = MAX_REQUEST_BYTES
+
+    def fits(self, tokens: int, images: int, size: int, share: float = 1.0) -> bool:
+        return (
+            tokens * self.ratio <= self.tokens * share
+            and images <= self.max_images * share
+            and size <= self.max_bytes * share
+        )
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """The turns to send (marker included) and what they are estimated to cost."""
+
+    turns: list[Turn]
+    trim: Trim
+    raw_tokens: int  # estimate before calibration, system prompt included
+    images: int
+    size: int
+    shortened: bool = False
+
+    @property
+    def omitted(self) -> bool:
+        return self.trim.active or self.shortened
+
+    def tokens(self, ratio: float) -> int:
+        return math.ceil(self.raw_tokens * ratio)
+
+    def messages(self) -> list[Message]:
+        return build_messages(self.turns)
+
+
+class _Cost(NamedTuple):
+    tokens: int
+    images: int
+    size: int
+
+
+def _plus(a: _Cost, b: _Cost) -> _Cost:
+    return _Cost(a.tokens + b.tokens, a.images + b.images, a.size + b.size)
+
+
+def _minus(a: _Cost, b: _Cost) -> _Cost:
+    return _Cost(a.tokens - b.tokens, a.images - b.images, a.size - b.size)
+
+
+_ZERO = _Cost(0, 0, 0)
+_MARKER = Turn(id=0, role=OMITTED_ROLE, ts="", text=OMITTED_MARKER)
+
+
+def _tokens_of(turn: Turn) -> int:
+    return turn.tokens if turn.tokens is not None else estimate_turn_tokens(turn)
+
+
+def _cost(turn: Turn) -> _Cost:
+    return _Cost(_tokens_of(turn), len(turn.images), _turn_bytes(turn))
+
+
+def without_images(turn: Turn) -> Turn:
+    if not turn.images:
+        return turn
+    note = IMAGES_OMITTED.format(n=len(turn.images))
+    return replace(turn, images=(), notes=(*turn.notes, note), tokens=None)
+
+
+def fit(turns: Sequence[Turn], window: Window, trim: Trim = Trim()) -> Fitted:
+    """The turns to send for this request (see the module doc).
+
+    `turns` is the conversation in order, ending with the message being answered. The stored
+    `trim` is applied first; only if the result does not fit is a new, deeper cut made (from
+    where the old one was, towards the end), to `TRIM_TO` of each limit. If even the first
+    message plus the last one do not fit, their text is shortened: a mention never fails
+    because the thread is long.
+    """
+    turns = _from_first_user_turn(turns)
+    if not turns:
+        return Fitted([], Trim(), window.fixed_tokens, 0, 0)
+    positions = {turn.id: i for i, turn in enumerate(turns)}
+    last = len(turns) - 1
+    keep = _position(positions, trim.kept_from_id, default=1, last=last)
+    images = _position(positions, trim.images_from_id, default=0, last=last)
+    costs = _Costs(turns, window.fixed_tokens)
+    if window.fits(*costs.total(keep, images)):
+        return _build(turns, keep, images, costs)
+    for images_at in range(images + 1, last + 1):
+        if turns[images_at - 1].images and window.fits(*costs.total(keep, images_at), TRIM_TO):
+            return _build(turns, keep, images_at, costs)
+    images = last
+    for keep_at in range(keep, last + 1):
+        if window.fits(*costs.total(keep_at, images), TRIM_TO):
+            return _build(turns, keep_at, images, costs)
+    return _shorten(_build(turns, last, images, costs), window)
+
+
+def _from_first_user_turn(turns: Sequence[Turn]) -> list[Turn]:
+    """Leading bot messages are never sent (a request starts with a user turn)."""
+    start = next((i for i, turn in enumerate(turns) if turn.role == "user"), len(turns))
+    return list(turns[start:])
+
+
+def _position(positions: dict[int, int], turn_id: int | None, *, default: int, last: int) -> int:
+    if turn_id is None or turn_id not in positions:
+        return min(default, last)
+    return max(min(positions[turn_id], last), default)
+
+
+class _Costs:
+    """Prefix sums of each turn's cost with and without its images, so any cut is priced in
+    O(1). A cut is (keep, images): turns 1..keep-1 are left out, turns before `images` lose
+    their images; turn 0 (the first message) and the last turn are always sent."""
+
+    def __init__(self, turns: list[Turn], fixed_tokens: int) -> None:
+        self.last = len(turns) - 1
+        self.fixed = _Cost(fixed_tokens, 0, 0)
+        self.marker = _cost(_MARKER)
+        self.full = [_cost(turn) for turn in turns]
+        self.bare = [_cost(without_images(turn)) for turn in turns[:-1]] + [self.full[-1]]
+        self._full_sums = self._sums(self.full)
+        self._bare_sums = self._sums(self.bare)
+
+    @staticmethod
+    def _sums(costs: list[_Cost]) -> list[_Cost]:
+        sums = [_ZERO]
+        for cost in costs:
+            sums.append(_plus(sums[-1], cost))
+        return sums
+
+    def total(self, keep: int, images: int) -> _Cost:
+        end = self.last + 1
+        first = self.bare[0] if images > 0 else self.full[0]
+        if self.last == 0:
+            return _plus(self.fixed, self.full[0])
+        split = max(keep, min(images, end))
+        bare = _minus(self._bare_sums[split], self._bare_sums[keep])
+        full = _minus(self._full_sums[end], self._full_sums[split])
+        marker = self.marker if keep > 1 else _ZERO
+        return _plus(_plus(self.fixed, first), _plus(marker, _plus(bare, full)))
+
+
+def _build(turns: list[Turn], keep: int, images: int, costs: _Costs) -> Fitted:
+    last = len(turns) - 1
+    out: list[Turn] = []
+    for i, turn in enumerate(turns):
+        if 0 < i < keep and i < last:
+            if i == 1:
+                out.append(_MARKER)
+            continue
+        out.append(without_images(turn) if i < images and i < last else turn)
+    total = costs.total(keep, images)
+    trim = Trim(
+        kept_from_id=turns[keep].id if keep > 1 else None,
+        images_from_id=turns[images].id if images > 0 else None,
+    )
+    return Fitted(out, trim, total.tokens, total.images, total.size)
+
+
+def _shorten(fitted: Fitted, window: Window) -> Fitted:
+    """Last resort: halve the text of the first, then the last message until it all fits;
+    then drop the last message's images too."""
+    turns = list(fitted.turns)
+
+    def measure() -> _Cost:
+        total = _Cost(window.fixed_tokens, 0, 0)
+        for turn in turns:
+            total = _plus(total, _cost(turn))
+        return total
+
+    for index in [0, len(turns) - 1] if len(turns) > 1 else [0]:
+        while not window.fits(*measure()) and len(turns[index].text) > MIN_SHORTENED_CHARS:
+            turn = turns[index]
+            text = turn.text.removesuffix(TEXT_SHORTENED)
+            turns[index] = replace(turn, text=text[: len(text) // 2] + TEXT_SHORTENED, tokens=None)
+    if not window.fits(*measure()):
+        turns[-1] = without_images(turns[-1])
+    total = measure()
+    return Fitted(turns, fitted.trim, total.tokens, total.images, total.size, shortened=True)
+
 
 log = logging.getLogger(__name__)
 
-#: Above this share of the token budget (by estimate), the API counts the request first.
+#: Above this share of the token window (by estimate), the API counts the request first.
 NEAR_LIMIT = 0.85
 #: Kept free in the window besides `max_tokens`: the count-tokens endpoint is an estimate too.
 SAFETY_SHARE = 0.02
@@ -31,7 +297,7 @@ RATIO_RANGE = (0.25, 4.0)
 
 
 def calibration(actual: int, estimated: int) -> float:
-    """The API's count over our estimate, clamped so one odd reading can't skew the budget."""
+    """The API's count over our estimate, clamped so one odd reading can't skew the window."""
     low, high = RATIO_RANGE
     return min(high, max(low, actual / max(1, estimated)))
 
@@ -52,10 +318,10 @@ async def with_estimates(turns: Sequence[Turn]) -> tuple[list[Turn], dict[int, i
     return turns, estimates
 
 
-def budget_for(claude: Claude, limits: ModelLimits, ratio: float | None) -> Budget:
+def window_for(claude: Claude, limits: ModelLimits, ratio: float | None) -> Window:
     window = limits.max_input_tokens
     margin = max(SAFETY_MIN_TOKENS, int(window * SAFETY_SHARE))
-    return Budget(
+    return Window(
         tokens=max(1, window - claude.max_tokens - margin),
         fixed_tokens=estimate_text_tokens(claude.system),
         ratio=ratio or 1.0,
@@ -63,21 +329,21 @@ def budget_for(claude: Claude, limits: ModelLimits, ratio: float | None) -> Budg
 
 
 async def fit_to_window(
-    claude: Claude, limits: ModelLimits, turns: list[Turn], state: BudgetState
+    claude: Claude, limits: ModelLimits, turns: list[Turn], state: WindowState
 ) -> tuple[Fitted, float]:
     """The turns that fit the window, and the calibration ratio they were measured with."""
-    budget = budget_for(claude, limits, state.token_ratio)
-    fitted = fit(turns, budget, Trim(state.kept_from_id, state.images_from_id))
-    if fitted.tokens(budget.ratio) > NEAR_LIMIT * budget.tokens:
+    window = window_for(claude, limits, state.token_ratio)
+    fitted = fit(turns, window, Trim(state.kept_from_id, state.images_from_id))
+    if fitted.tokens(window.ratio) > NEAR_LIMIT * window.tokens:
         counted = await claude.count_tokens(fitted.messages())
         if counted:
-            budget = dataclasses.replace(budget, ratio=calibration(counted, fitted.raw_tokens))
-            if counted > budget.tokens:
-                fitted = fit(turns, budget, fitted.trim)
+            window = dataclasses.replace(window, ratio=calibration(counted, fitted.raw_tokens))
+            if counted > window.tokens:
+                fitted = fit(turns, window, fitted.trim)
     if fitted.trim != Trim(state.kept_from_id, state.images_from_id):
         log.info(
             "conversation cut to fit the window: about %d of %d tokens",
-            fitted.tokens(budget.ratio),
-            budget.tokens,
+            fitted.tokens(window.ratio),
+            window.tokens,
         )
-    return fitted, budget.ratio
+    return fitted, window.ratio

@@ -17,26 +17,25 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from slackbot import context_window, errors, markdown
+from slackbot import context_window, message_split, messages
 from slackbot.claude import Claude, StreamResult
 from slackbot.config import Settings
+from slackbot.context_window import Fitted
 from slackbot.edit_budget import EditBudgets
+from slackbot.events import Incoming
 from slackbot.files import FileFetcher
-from slackbot.history import Fitted
-from slackbot.incoming import UserTurn, read_message
-from slackbot.models import ModelLimits
+from slackbot.model_lookup import ModelLimits
 from slackbot.people import People
 from slackbot.reply import LiveReply, call_with_retry
 from slackbot.sequencer import Sequencer
-from slackbot.store import BudgetState, Store, Turn, UsageRecord
+from slackbot.store import Store, Turn, UsageRecord, WindowState
 from slackbot.thread_sync import sync_thread
+from slackbot.user_turn import UserTurn, read_message
 
 log = logging.getLogger(__name__)
 
 #: How often a streaming reply's text is saved, so a crash can close it with what was shown.
 CHECKPOINT_SECONDS = 2.0
-
-RESET_WORDS = frozenset({"reset"})
 
 
 @dataclass(frozen=True)
@@ -45,36 +44,9 @@ class _Prepared:
 
     fitted: Fitted
     ratio: float
-    state: BudgetState
+    state: WindowState
     notes: list[str]
     estimates: dict[int, int]
-
-
-@dataclass(frozen=True)
-class Incoming:
-    """A person's message that the bot should answer, as the listeners hand it over."""
-
-    team: str
-    channel: str
-    ts: str
-    user: str
-    text: str
-    thread_ts: str | None = None
-    event_id: str | None = None
-    is_dm: bool = False
-    message: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def thread_root(self) -> str | None:
-        """The thread the message belongs to (and is answered in): a top-level channel mention
-        starts one; a top-level DM belongs to the DM's running conversation instead (None)."""
-        if self.is_dm and self.thread_ts is None:
-            return None
-        return self.thread_ts or self.ts
-
-    @property
-    def sequence_key(self) -> tuple[str, str, str]:
-        return (self.team, self.channel, self.thread_root or "dm")
 
 
 @dataclass
@@ -138,7 +110,7 @@ class Conversations:
         """Answer one message; never raises (errors end up in the thread and the log)."""
         ticket = self.sequencer.enter(msg.sequence_key)
         try:
-            if msg.thread_root is None and msg.text.strip().lower() in RESET_WORDS:
+            if msg.is_reset:
                 await self._reset(msg)
                 return
             conversation_id = await self.store.claim_conversation(
@@ -163,7 +135,7 @@ class Conversations:
         """`reset` in a DM: the next top-level message starts a fresh conversation."""
         if await self.store.claim_event(msg.event_id, msg.channel, msg.ts):
             await self.store.reset_dm(msg.team, msg.channel)
-            await self._post(msg.channel, None, errors.RESET_DONE)
+            await self._post(msg.channel, None, messages.RESET_DONE)
 
     async def _answer(
         self, msg: Incoming, conversation_id: int, *, queued: bool, wait_turn: Any
@@ -191,7 +163,7 @@ class Conversations:
     ) -> None:
         # The placeholder goes out at once and the history is prepared meanwhile; Claude is
         # called once both are done, so the placeholder always comes first.
-        placeholder = errors.QUEUED if queued else errors.PLACEHOLDER
+        placeholder = messages.QUEUED if queued else messages.PLACEHOLDER
         posting = asyncio.ensure_future(self._post(msg.channel, msg.thread_root, placeholder))
         prepared: _Prepared | None = None
         try:
@@ -215,7 +187,7 @@ class Conversations:
             first_ts=first_ts,
             interval=self.settings.edit_interval,
         )
-        note: str | None = errors.incomplete(errors.INTERNAL)
+        note: str | None = messages.incomplete(messages.INTERNAL)
         result, notice = StreamResult(), False
         if prepared is not None:
             result = await self._stream(live, begin, prepared.fitted.messages())
@@ -260,7 +232,7 @@ class Conversations:
         fitted, ratio = prepared.fitted, prepared.ratio
         if result.prompt_tokens:
             ratio = context_window.calibration(result.prompt_tokens, fitted.raw_tokens)
-        await self.store.save_budget_state(
+        await self.store.save_window_state(
             conversation_id,
             kept_from_id=fitted.trim.kept_from_id,
             images_from_id=fitted.trim.images_from_id,
@@ -293,7 +265,7 @@ class Conversations:
 
     async def _store_turns(
         self, msg: Incoming, conversation_id: int, reading: asyncio.Task[UserTurn]
-    ) -> tuple[list[Turn], BudgetState, list[str]]:
+    ) -> tuple[list[Turn], WindowState, list[str]]:
         """Sync the thread (best-effort), store the message being answered, and load the
         history up to it with the conversation's budget state."""
         if msg.thread_ts is not None:
@@ -341,15 +313,15 @@ class Conversations:
     ) -> str | None:
         lines = [f"_{note}_" for note in file_notes]
         if context_trimmed:
-            lines.append(errors.CONTEXT_TRIMMED)
+            lines.append(messages.CONTEXT_TRIMMED)
         if result.error is not None:
-            lines.append(errors.incomplete(errors.claude_failure(result.error)))
+            lines.append(messages.incomplete(messages.claude_failure(result.error)))
         elif result.stop_reason == "max_tokens":
-            lines.append(errors.MAX_TOKENS_NOTE)
+            lines.append(messages.MAX_TOKENS_NOTE)
         elif result.stop_reason == "refusal":
-            lines.append(errors.REFUSAL_NOTE)
+            lines.append(messages.REFUSAL_NOTE)
         elif not result.text.strip():
-            lines.append(errors.EMPTY_REPLY)
+            lines.append(messages.EMPTY_REPLY)
         return "\n".join(lines) or None
 
     async def _close(
@@ -387,9 +359,9 @@ class Conversations:
         """Close replies that a crash left unfinished, so none says "Thinking…" forever."""
         closed = 0
         for reply in await self.store.unfinished_replies():
-            note = errors.incomplete(errors.INTERRUPTED)
+            note = messages.incomplete(messages.INTERRUPTED)
             content = f"{reply.text.rstrip()}\n\n{note}" if reply.text.strip() else note
-            pieces = markdown.split(content)
+            pieces = message_split.split(content)
             try:
                 for ts, piece in zip(reply.message_ts, pieces, strict=False):
                     edit = functools.partial(

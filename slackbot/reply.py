@@ -5,7 +5,7 @@ at most one edit in flight per message, at least `interval` seconds apart, and w
 workspace's shared `EditBudget`. An intermediate edit that Slack rate-limits is dropped (the next
 one supersedes it); final text is sent the moment the stream ends and retried after
 `Retry-After`. Text longer than one Slack message continues in further messages in the thread,
-split at clean boundaries by `markdown.split_first`.
+split at clean boundaries by `message_split.split_first`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from slackbot import markdown
+from slackbot import message_split
 from slackbot.edit_budget import FIRST_TEXT, INTERMEDIATE, EditBudget
 
 log = logging.getLogger(__name__)
@@ -59,10 +59,10 @@ async def call_with_retry(call: Callable[[], Awaitable[Any]], *, what: str) -> A
 def split_remainder(content: str, limit: int) -> tuple[str, str, str]:
     """Split `content` into (head, reopen_prefix, raw_rest) where raw_rest is a suffix of content.
 
-    `markdown.split_first` may prefix the remainder with a reopened code fence; separating it lets
+    `message_split.split_first` may prefix the remainder with a reopened code fence; separating it lets
     a streaming reply keep reading the growing text by offset.
     """
-    head, rest = markdown.split_first(content, limit)
+    head, rest = message_split.split_first(content, limit)
     if not rest or content.endswith(rest):
         return head, "", rest
     newline = rest.find("\n")
@@ -84,7 +84,7 @@ class LiveReply:
         thread_ts: str | None,
         first_ts: str,
         interval: float,
-        limit: int = markdown.MESSAGE_LIMIT,
+        limit: int = message_split.MESSAGE_LIMIT,
     ) -> None:
         self._client = client
         self._budget = budget
@@ -140,7 +140,7 @@ class LiveReply:
 
     async def _edit_step(self) -> None:
         await self._roll_over()
-        body = markdown.close_open_fence(self._carry + self.text[self._offset :])
+        body = message_split.close_open_fence(self._carry + self.text[self._offset :])
         if body.strip():
             self._edited_once = True
             await self._update(self.message_ts[-1], body)
@@ -156,7 +156,7 @@ class LiveReply:
             ts = self.message_ts[-1]
             self._budget.charge_final()
             await call_with_retry(functools.partial(self._update, ts, head), what="seal")
-            shown = markdown.close_open_fence(prefix + raw) or "…"
+            shown = message_split.close_open_fence(prefix + raw) or "…"
             self.message_ts.append(await self._post(shown[: self._limit]))
 
     async def _update(self, ts: str, body: str) -> None:
@@ -198,7 +198,7 @@ class LiveReply:
         content = self._carry + self.text[self._offset :]
         if note:
             content = f"{content.rstrip()}\n\n{note}" if content.strip() else note
-        pieces = markdown.split(content, self._limit) or ["…"]
+        pieces = message_split.split(content, self._limit) or ["…"]
         ts = self.message_ts[-1]
         self._budget.charge_final()
         try:

@@ -21,12 +21,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from slackbot.app import build_app
 from slackbot.claude import Claude
-from slackbot.config import ConfigError, Settings
+from slackbot.config import Settings
 from slackbot.conversation import Conversations
 from slackbot.edit_budget import EditBudgets
+from slackbot.errors import ConfigError
 from slackbot.files import FileFetcher, files_info_from
-from slackbot.models import learn_model
+from slackbot.model_lookup import learn_model
 from slackbot.people import People
+from slackbot.sqlite_store import SqliteStore
 from slackbot.store import Store
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,7 @@ class Bot:
 async def create_bot(
     settings: Settings, *, anthropic_max_retries: int = 2, store: Store | None = None
 ) -> Bot:
-    store = store or await Store.open(settings.db_path)
+    store = store or await SqliteStore.open(settings.db_path)
     session = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=60),
         # aiohttp's default of 100 connections queued half of a 200-mention burst's placeholders

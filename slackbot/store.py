@@ -1,31 +1,15 @@
-"""The conversation store: SQLite through sqlite-utils, owned by one dedicated thread.
+"""What the bot keeps, and the interface every storage backend implements.
 
-SQLite is the source of truth for every conversation (Slack's history API is rate-limited and
-best-effort). sqlite-utils is synchronous and a connection belongs to the thread that made it, so
-every call runs on one worker thread and is awaited from async code: the event loop never blocks
-on disk, and writes are naturally serialised. WAL mode lets `slackbot usage` read while the bot
-writes, and a committed row survives `kill -9`.
+Callers (the turn, thread sync, recovery) speak only to `Store`; `sqlite_store.SqliteStore` is
+the default backend. A second backend (PostgreSQL, for many instances) implements the same
+methods, and the store tests run once per backend.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import sqlite3
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVar
-
-import sqlite_utils
-
-from slackbot.db_thread import DatabaseThread
-from slackbot.migrations import migrations
-
-T = TypeVar("T")
-
-#: Processed-event records older than this are pruned at start-up (Slack retries for ~5 min).
-EVENT_RETENTION_SECONDS = 7 * 24 * 3600
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -53,8 +37,9 @@ class Turn:
 
 
 @dataclass(frozen=True)
-class BudgetState:
-    """How a conversation was fitted into the context window last time (see `history.fit`)."""
+class WindowState:
+    """How a conversation was fitted into the context window last time (see
+    `context_window.fit`)."""
 
     kept_from_id: int | None = None
     images_from_id: int | None = None
@@ -92,91 +77,14 @@ class UnfinishedReply:
     message_ts: tuple[str, ...]
 
 
-@dataclass
-class Store:
-    """Async facade over the SQLite database; construct with `await Store.open(path)`."""
+class Store(Protocol):
+    """The conversation store. Every method is one round trip and all-or-nothing."""
 
-    path: str
-    _thread: DatabaseThread = field(repr=False)
-
-    @classmethod
-    async def open(cls, path: str) -> Store:
-        store = cls(path=path, _thread=DatabaseThread(lambda: _connect(path), "slackbot-store"))
-        await store._run(store._migrate)
-        return store
-
-    async def close(self) -> None:
-        await self._thread.stop()
-
-    # -- plumbing ---------------------------------------------------------------------------
-
-    @property
-    def _db(self) -> sqlite_utils.Database:
-        return self._thread.db
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """All-or-nothing writes. The connection is in autocommit mode (so reads never hold a
-        transaction open against `slackbot usage`), so transactions are explicit; inside a
-        batch (see `DatabaseThread`) each call's writes are a savepoint of the batch's."""
-        db = self._db
-        begin, commit, rollback = (
-            ("SAVEPOINT call", "RELEASE call", "ROLLBACK TO call")
-            if self._thread.in_batch
-            else ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")
-        )
-        db.execute(begin)
-        try:
-            yield
-        except BaseException:
-            db.execute(rollback)
-            if self._thread.in_batch:
-                db.execute(commit)  # a savepoint rolled back to still has to be released
-            raise
-        db.execute(commit)
-
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await self._thread.run(fn, *args)
-
-    def _migrate(self) -> None:
-        assert not self._thread.in_batch  # migrations manage their own transactions
-        migrations.apply(self._db)
-        cutoff = time.time() - EVENT_RETENTION_SECONDS
-        with self._transaction():
-            self._db.execute("DELETE FROM events WHERE received_at < ?", [cutoff])
-            self._db.execute("DELETE FROM seen_messages WHERE received_at < ?", [cutoff])
-
-    # -- events -----------------------------------------------------------------------------
+    async def close(self) -> None: ...
 
     async def claim_event(self, event_id: str | None, channel: str, ts: str) -> bool:
-        """Record an event as processed; False if it (or the same message) was seen before.
-
-        Slack redelivers events (same `event_id`) and can deliver one post twice under different
-        ids (`app_mention` and `message`), so both keys are checked in one transaction.
-        """
-
-        return await self._run(self._claim_sync, event_id, channel, ts)
-
-    def _claim_sync(self, event_id: str | None, channel: str, ts: str) -> bool:
-        db = self._db
-        now = time.time()
-        with self._transaction():
-            if event_id:
-                cur = db.execute(
-                    "INSERT OR IGNORE INTO events (event_id, received_at) VALUES (?, ?)",
-                    [event_id, now],
-                )
-                if cur.rowcount == 0:
-                    return False
-            cur = db.execute(
-                "INSERT OR IGNORE INTO seen_messages (channel, ts, received_at) VALUES (?, ?, ?)",
-                [channel, ts, now],
-            )
-            if cur.rowcount == 0:
-                return False
-        return True
-
-    # -- conversations ----------------------------------------------------------------------
+        """Record an event as processed; False if it (or the same message) was seen before."""
+        ...
 
     async def claim_conversation(
         self,
@@ -188,77 +96,10 @@ class Store:
         thread_root: str | None,
         idle_seconds: float,
     ) -> int | None:
-        """Claim a message (see `claim_event`) and find its conversation in one trip to the
-        store thread; None if the message was seen before. Without `thread_root` it is the DM's
-        running conversation (see `dm_conversation`).
+        """Claim a message and find (or create) its conversation; None if seen before."""
+        ...
 
-        One trip instead of two matters in a burst: every call waits behind all the others
-        queued on the one SQLite thread.
-        """
-
-        def _claim_and_find() -> int | None:
-            if not self._claim_sync(event_id, channel, ts):
-                return None
-            if thread_root is None:
-                return self._dm_sync(team, channel, ts, idle_seconds)
-            return self._get_or_create(team, channel, "thread", thread_root)
-
-        return await self._run(_claim_and_find)
-
-    async def thread_conversation(self, team: str, channel: str, root_ts: str) -> int:
-        """The conversation of a Slack thread, created on first use."""
-        return await self._run(self._get_or_create, team, channel, "thread", root_ts)
-
-    def _get_or_create(self, team: str, channel: str, kind: str, root_ts: str) -> int:
-        db = self._db
-        with self._transaction():
-            db.execute(
-                "INSERT OR IGNORE INTO conversations (team, channel, kind, root_ts, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [team, channel, kind, root_ts, time.time()],
-            )
-            row = db.execute(
-                "SELECT id FROM conversations WHERE team=? AND channel=? AND kind=? AND root_ts=?",
-                [team, channel, kind, root_ts],
-            ).fetchone()
-        return int(row[0])
-
-    async def dm_conversation(self, team: str, channel: str, ts: str, idle_seconds: float) -> int:
-        """The running top-level conversation of a DM; a new one after `idle_seconds` of quiet."""
-
-        return await self._run(self._dm_sync, team, channel, ts, idle_seconds)
-
-    def _dm_sync(self, team: str, channel: str, ts: str, idle_seconds: float) -> int:
-        db = self._db
-        row = db.execute(
-            "SELECT conversation_id, last_ts FROM dm_sessions WHERE team=? AND channel=?",
-            [team, channel],
-        ).fetchone()
-        if row is not None and float(ts) - float(row[1]) <= idle_seconds:
-            conversation_id = int(row[0])
-        else:
-            conversation_id = self._get_or_create(team, channel, "dm", ts)
-        with self._transaction():
-            db.execute(
-                "INSERT INTO dm_sessions (team, channel, conversation_id, last_ts)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT (team, channel) DO UPDATE SET"
-                " conversation_id=excluded.conversation_id, last_ts=excluded.last_ts",
-                [team, channel, conversation_id, ts],
-            )
-        return conversation_id
-
-    async def reset_dm(self, team: str, channel: str) -> None:
-        """Forget the DM's running conversation: the next message starts a new one."""
-
-        def _reset() -> None:
-            with self._transaction():
-                self._db.execute(
-                    "DELETE FROM dm_sessions WHERE team=? AND channel=?", [team, channel]
-                )
-
-        await self._run(_reset)
-
-    # -- turns ------------------------------------------------------------------------------
+    async def reset_dm(self, team: str, channel: str) -> None: ...
 
     async def add_user_turn(
         self,
@@ -270,50 +111,7 @@ class Store:
         text: str,
         images: Sequence[StoredImage] = (),
         notes: Sequence[str] = (),
-    ) -> bool:
-        """Store a person's message; False if that message is already stored."""
-
-        return await self._run(
-            self._add_user_turn_sync, conversation_id, ts, user_id, user_name, text, images, notes
-        )
-
-    def _add_user_turn_sync(
-        self,
-        conversation_id: int,
-        ts: str,
-        user_id: str | None,
-        user_name: str | None,
-        text: str,
-        images: Sequence[StoredImage],
-        notes: Sequence[str],
-    ) -> bool:
-        db = self._db
-        with self._transaction():
-            cur = db.execute(
-                "INSERT OR IGNORE INTO messages (conversation_id, role, ts, sort_ts, user_id,"
-                " user_name, text, notes, status, created_at)"
-                " VALUES (?, 'user', ?, ?, ?, ?, ?, ?, 'done', ?)",
-                [
-                    conversation_id,
-                    ts,
-                    ts,
-                    user_id,
-                    user_name,
-                    text,
-                    json.dumps(list(notes)) if notes else None,
-                    time.time(),
-                ],
-            )
-            if cur.rowcount == 0:
-                return False
-            message_id = cur.lastrowid
-            for position, image in enumerate(images):
-                db.execute(
-                    "INSERT INTO images (message_id, position, name, media_type, data)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    [message_id, position, image.name, image.media_type, image.data],
-                )
-        return True
+    ) -> bool: ...
 
     async def add_turn_and_load(
         self,
@@ -325,77 +123,19 @@ class Store:
         text: str,
         images: Sequence[StoredImage] = (),
         notes: Sequence[str] = (),
-    ) -> tuple[list[Turn], BudgetState]:
-        """Store the message being answered, then read the history up to it and the
-        conversation's budget state, in one trip to the store thread."""
+    ) -> tuple[list[Turn], WindowState]: ...
 
-        def _add_and_load() -> tuple[list[Turn], BudgetState]:
-            self._add_user_turn_sync(conversation_id, ts, user_id, user_name, text, images, notes)
-            return self._history(conversation_id, ts), self._budget_state_sync(conversation_id)
+    async def history(self, conversation_id: int, up_to_ts: str) -> list[Turn]: ...
 
-        return await self._run(_add_and_load)
+    async def sync_point(self, conversation_id: int) -> str | None: ...
 
-    async def sync_point(self, conversation_id: int) -> str | None:
-        """The Slack ts up to which this thread was last synced (None: never)."""
+    async def mark_synced(self, conversation_id: int, up_to_ts: str) -> None: ...
 
-        def _point() -> str | None:
-            row = self._db.execute(
-                "SELECT synced_to FROM conversations WHERE id=?", [conversation_id]
-            ).fetchone()
-            return row[0] if row else None
-
-        return await self._run(_point)
-
-    async def mark_synced(self, conversation_id: int, up_to_ts: str) -> None:
-        def _mark() -> None:
-            with self._transaction():
-                self._db.execute(
-                    "UPDATE conversations SET synced_to=? WHERE id=?"
-                    " AND (synced_to IS NULL OR synced_to < ?)",
-                    [up_to_ts, conversation_id, up_to_ts],
-                )
-
-        await self._run(_mark)
-
-    async def known_ts(self, conversation_id: int) -> set[str]:
-        """Slack timestamps of every message stored for a conversation (people's and the bot's)."""
-
-        def _known() -> set[str]:
-            known: set[str] = set()
-            for ts, reply_ts in self._db.execute(
-                "SELECT ts, reply_ts FROM messages WHERE conversation_id=?", [conversation_id]
-            ).fetchall():
-                known.add(ts)
-                if reply_ts:
-                    known.update(json.loads(reply_ts))
-            return known
-
-        return await self._run(_known)
+    async def known_ts(self, conversation_id: int) -> set[str]: ...
 
     async def begin_reply(
         self, conversation_id: int, *, answers_ts: str, channel: str, first_ts: str
-    ) -> int:
-        """Store a reply the moment its placeholder exists, so a crash leaves a trace to close."""
-
-        def _begin() -> int:
-            db = self._db
-            with self._transaction():
-                cur = db.execute(
-                    "INSERT INTO messages (conversation_id, role, ts, sort_ts, text, status,"
-                    " channel, reply_ts, created_at) VALUES (?, 'assistant', ?, ?, '',"
-                    " 'streaming', ?, ?, ?)",
-                    [
-                        conversation_id,
-                        first_ts,
-                        answers_ts,
-                        channel,
-                        json.dumps([first_ts]),
-                        time.time(),
-                    ],
-                )
-            return int(cur.lastrowid or 0)
-
-        return await self._run(_begin)
+    ) -> int: ...
 
     async def update_reply(
         self,
@@ -405,85 +145,11 @@ class Store:
         message_ts: Iterable[str],
         status: str,
         stop_reason: str | None = None,
-    ) -> None:
-        def _update() -> None:
-            with self._transaction():
-                self._db.execute(
-                    "UPDATE messages SET text=?, reply_ts=?, status=?, tokens=NULL,"
-                    " stop_reason=COALESCE(?, stop_reason) WHERE id=?",
-                    [text, json.dumps(list(message_ts)), status, stop_reason, reply_id],
-                )
+    ) -> None: ...
 
-        await self._run(_update)
+    async def save_token_estimates(self, estimates: dict[int, int]) -> None: ...
 
-    async def history(self, conversation_id: int, up_to_ts: str) -> list[Turn]:
-        """The conversation as it stood at `up_to_ts`: people's messages up to and including it,
-        and the bot's replies to the messages before it."""
-        return await self._run(self._history, conversation_id, up_to_ts)
-
-    def _history(self, conversation_id: int, up_to_ts: str) -> list[Turn]:
-        db = self._db
-        rows = db.execute(
-            "SELECT id, role, ts, text, user_id, user_name, notes, status, tokens"
-            " FROM messages WHERE conversation_id=? AND ("
-            " (role='user' AND sort_ts<=?) OR (role='assistant' AND sort_ts<?))"
-            " ORDER BY sort_ts, role='assistant', id",
-            [conversation_id, up_to_ts, up_to_ts],
-        ).fetchall()
-        images: dict[int, list[StoredImage]] = {}
-        for message_id, media_type, data, name in db.execute(
-            "SELECT i.message_id, i.media_type, i.data, i.name FROM images i"
-            " JOIN messages m ON m.id = i.message_id WHERE m.conversation_id=? AND m.sort_ts<=?"
-            " ORDER BY i.message_id, i.position",
-            [conversation_id, up_to_ts],
-        ):
-            images.setdefault(message_id, []).append(StoredImage(media_type, data, name))
-        return [
-            Turn(
-                id=row[0],
-                role=row[1],
-                ts=row[2],
-                text=row[3] or "",
-                user_id=row[4],
-                user_name=row[5],
-                notes=tuple(json.loads(row[6])) if row[6] else (),
-                status=row[7],
-                tokens=row[8],
-                images=tuple(images.get(row[0], ())),
-            )
-            for row in rows
-        ]
-
-    async def save_token_estimates(self, estimates: dict[int, int]) -> None:
-        """Remember turns' estimated token counts, so each turn is estimated once."""
-        if not estimates:
-            return
-
-        def _save() -> None:
-            with self._transaction():
-                self._db.conn.executemany(
-                    "UPDATE messages SET tokens=? WHERE id=?",
-                    [(tokens, message_id) for message_id, tokens in estimates.items()],
-                )
-
-        await self._run(_save)
-
-    # -- context budget and usage -----------------------------------------------------------
-
-    async def budget_state(self, conversation_id: int) -> BudgetState:
-        return await self._run(self._budget_state_sync, conversation_id)
-
-    def _budget_state_sync(self, conversation_id: int) -> BudgetState:
-        row = self._db.execute(
-            "SELECT kept_from_id, images_from_id, token_ratio, trim_noticed_at"
-            " FROM conversations WHERE id=?",
-            [conversation_id],
-        ).fetchone()
-        if row is None:
-            return BudgetState()
-        return BudgetState(row[0], row[1], row[2], row[3] is not None)
-
-    async def save_budget_state(
+    async def save_window_state(
         self,
         conversation_id: int,
         *,
@@ -491,65 +157,8 @@ class Store:
         images_from_id: int | None,
         token_ratio: float | None = None,
         trim_noticed: bool = False,
-    ) -> None:
-        """Store where the conversation is cut; `token_ratio` and the notice only ever get set."""
+    ) -> None: ...
 
-        def _save() -> None:
-            with self._transaction():
-                self._db.execute(
-                    "UPDATE conversations SET kept_from_id=?, images_from_id=?,"
-                    " token_ratio=COALESCE(?, token_ratio),"
-                    " trim_noticed_at=COALESCE(trim_noticed_at, ?) WHERE id=?",
-                    [
-                        kept_from_id,
-                        images_from_id,
-                        token_ratio,
-                        time.time() if trim_noticed else None,
-                        conversation_id,
-                    ],
-                )
+    async def record_usage(self, record: UsageRecord) -> None: ...
 
-        await self._run(_save)
-
-    async def record_usage(self, record: UsageRecord) -> None:
-        def _record() -> None:
-            # Plain SQL: sqlite-utils' insert() commits on its own, which would end a batch.
-            row = {**asdict(record), "created_at": time.time()}
-            with self._transaction():
-                self._db.execute(
-                    f"INSERT INTO usage ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                    list(row.values()),
-                )
-
-        await self._run(_record)
-
-    # -- recovery ---------------------------------------------------------------------------
-
-    async def unfinished_replies(self) -> list[UnfinishedReply]:
-        """Replies a crash left mid-stream; they are closed with a note at start-up."""
-
-        def _unfinished() -> list[UnfinishedReply]:
-            return [
-                UnfinishedReply(
-                    id=row[0],
-                    conversation_id=row[1],
-                    channel=row[2],
-                    text=row[3] or "",
-                    message_ts=tuple(json.loads(row[4] or "[]")),
-                )
-                for row in self._db.execute(
-                    "SELECT id, conversation_id, channel, text, reply_ts FROM messages"
-                    " WHERE role='assistant' AND status='streaming' ORDER BY id"
-                ).fetchall()
-            ]
-
-        return await self._run(_unfinished)
-
-
-def _connect(path: str) -> sqlite_utils.Database:
-    db = sqlite_utils.Database(sqlite3.connect(path, isolation_level=None))
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: durable across a process crash
-    db.execute("PRAGMA foreign_keys=ON")
-    db.execute("PRAGMA busy_timeout=5000")
-    return db
+    async def unfinished_replies(self) -> list[UnfinishedReply]: ...

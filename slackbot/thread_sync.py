@@ -13,10 +13,11 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from slackbot.events import is_person_message
 from slackbot.files import FileFetcher
-from slackbot.incoming import is_person_message, read_message, store_user_turn
 from slackbot.people import People
 from slackbot.store import Store
+from slackbot.user_turn import read_message, store_user_turn
 
 log = logging.getLogger(__name__)
 

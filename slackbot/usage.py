@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from slackbot.errors import UsageError
+
 #: USD per million (input, output) tokens, keyed by model id prefix or by model line; the
 #: longest matching id prefix wins, then the line. Public list prices when this was written:
 #: check https://www.anthropic.com/pricing and override with SLACKBOT_PRICES.
@@ -33,10 +35,6 @@ CACHE_READ_FACTOR = 0.1
 
 GROUPS = {"channel": "channel", "user": "user_id", "model": "model", "team": "team"}
 UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-class UsageError(Exception):
-    """A bad argument or an unreadable database; the text is the one line the operator sees."""
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ import textwrap
 import sqlite_utils
 
 from slackbot.migrations import migrations
-from slackbot.store import Store, StoredImage
+from slackbot.sqlite_store import SqliteStore
+from slackbot.store import StoredImage
 
 
 def ts(n: int) -> str:
@@ -57,26 +58,26 @@ def test_schema_after_migrations() -> None:
 
 
 async def test_store_uses_wal(tmp_path) -> None:
-    store = await Store.open(str(tmp_path / "x.db"))
+    store = await SqliteStore.open(str(tmp_path / "x.db"))
     await store.close()
     db = sqlite_utils.Database(str(tmp_path / "x.db"))
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 async def test_claim_event_dedupes_by_event_id_and_message(tmp_path) -> None:
-    store = await Store.open(str(tmp_path / "x.db"))
+    store = await SqliteStore.open(str(tmp_path / "x.db"))
     assert await store.claim_event("Ev1", "C1", ts(1))
     assert not await store.claim_event("Ev1", "C1", ts(1))  # redelivery
     assert not await store.claim_event("Ev2", "C1", ts(1))  # same post, other event
     assert await store.claim_event("Ev3", "C2", ts(1))  # same ts, other channel
     await store.close()
-    reopened = await Store.open(str(tmp_path / "x.db"))
+    reopened = await SqliteStore.open(str(tmp_path / "x.db"))
     assert not await reopened.claim_event("Ev1", "C1", ts(1))  # across a restart
     await reopened.close()
 
 
 async def test_conversations_are_keyed_by_team_channel_thread(tmp_path) -> None:
-    store = await Store.open(str(tmp_path / "x.db"))
+    store = await SqliteStore.open(str(tmp_path / "x.db"))
     a = await store.thread_conversation("T1", "C1", ts(1))
     assert a == await store.thread_conversation("T1", "C1", ts(1))
     others = {
@@ -91,7 +92,7 @@ async def test_conversations_are_keyed_by_team_channel_thread(tmp_path) -> None:
 
 
 async def test_dm_conversation_goes_idle(tmp_path) -> None:
-    store = await Store.open(str(tmp_path / "x.db"))
+    store = await SqliteStore.open(str(tmp_path / "x.db"))
     first = await store.dm_conversation("T1", "D1", ts(0), idle_seconds=100)
     assert await store.dm_conversation("T1", "D1", ts(50), idle_seconds=100) == first
     later = await store.dm_conversation("T1", "D1", ts(500), idle_seconds=100)
@@ -102,7 +103,7 @@ async def test_dm_conversation_goes_idle(tmp_path) -> None:
 
 
 async def test_history_is_a_snapshot_at_the_mention(tmp_path) -> None:
-    store = await Store.open(str(tmp_path / "x.db"))
+    store = await SqliteStore.open(str(tmp_path / "x.db"))
     c = await store.thread_conversation("T1", "C1", ts(1))
     await store.add_user_turn(c, ts=ts(1), user_id="U1", user_name="Alice", text="q1")
     reply = await store.begin_reply(c, answers_ts=ts(1), channel="C1", first_ts=ts(2))
@@ -137,9 +138,9 @@ async def test_unfinished_replies_survive_kill_9(tmp_path) -> None:
     script = textwrap.dedent(
         f"""
         import asyncio, os, signal
-        from slackbot.store import Store
+        from slackbot.sqlite_store import SqliteStore
         async def main():
-            store = await Store.open({path!r})
+            store = await SqliteStore.open({path!r})
             c = await store.thread_conversation("T1", "C1", "1700000000.000001")
             r = await store.begin_reply(c, answers_ts="1700000000.000001", channel="C1",
                                         first_ts="1700000000.000002")
@@ -151,7 +152,7 @@ async def test_unfinished_replies_survive_kill_9(tmp_path) -> None:
     )
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script, env=dict(os.environ))
     assert await proc.wait() == -signal.SIGKILL
-    store = await Store.open(path)
+    store = await SqliteStore.open(path)
     unfinished = await store.unfinished_replies()
     assert [(u.text, u.message_ts) for u in unfinished] == [("partial", ("1700000000.000002",))]
     await store.close()
@@ -175,17 +176,17 @@ async def test_upgrade_from_before_the_context_budget(tmp_path) -> None:
     db.conn.commit()
     db.close()
 
-    store = await Store.open(path)
+    store = await SqliteStore.open(path)
     (turn,) = await store.history(1, ts(1))
     assert turn.text == "hi" and turn.tokens is None
     await store.save_token_estimates({turn.id: 12})
     (turn,) = await store.history(1, ts(1))
     assert turn.tokens == 12
-    state = await store.budget_state(1)
+    state = await store.window_state(1)
     assert state.kept_from_id is None and state.token_ratio is None and not state.trim_noticed
-    await store.save_budget_state(1, kept_from_id=7, images_from_id=None, token_ratio=0.9)
-    await store.save_budget_state(1, kept_from_id=7, images_from_id=3, trim_noticed=True)
-    state = await store.budget_state(1)
+    await store.save_window_state(1, kept_from_id=7, images_from_id=None, token_ratio=0.9)
+    await store.save_window_state(1, kept_from_id=7, images_from_id=3, trim_noticed=True)
+    state = await store.window_state(1)
     assert (state.kept_from_id, state.images_from_id, state.token_ratio) == (7, 3, 0.9)
     assert state.trim_noticed
     await store.close()
@@ -193,7 +194,7 @@ async def test_upgrade_from_before_the_context_budget(tmp_path) -> None:
 
 async def test_concurrent_calls_share_a_transaction_and_a_failure_stays_its_own(tmp_path) -> None:
     """A burst of calls runs as one batch; one failing call rolls back only itself."""
-    store = await Store.open(str(tmp_path / "x.db"))
+    store = await SqliteStore.open(str(tmp_path / "x.db"))
     c = await store.thread_conversation("T1", "C1", ts(1))
 
     async def bad() -> None:
@@ -217,7 +218,7 @@ async def test_concurrent_calls_share_a_transaction_and_a_failure_stays_its_own(
     assert isinstance(results[50], RuntimeError)
     assert results[51:] == [True] * 50
     await store.close()
-    reopened = await Store.open(str(tmp_path / "x.db"))
+    reopened = await SqliteStore.open(str(tmp_path / "x.db"))
     assert len(await reopened.history(c, ts(99))) == 50
     assert await reopened.claim_event("bad", "C9", ts(1))  # the failed call left nothing behind
     await reopened.close()

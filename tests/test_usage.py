@@ -10,7 +10,8 @@ import pytest
 from fakes.claude import Script
 from fakes.harness import CHANNEL, Harness
 from slackbot.cli import main
-from slackbot.store import Store, UsageRecord
+from slackbot.sqlite_store import SqliteStore
+from slackbot.store import UsageRecord
 from slackbot.usage import PriceTable, Totals, parse_since, report, summarise
 
 
@@ -71,7 +72,7 @@ async def test_a_failed_reply_is_recorded_with_its_error(harness: Harness) -> No
 
 async def test_usage_is_summed_by_group_and_priced(tmp_path) -> None:
     path = str(tmp_path / "bot.db")
-    store = await Store.open(path)
+    store = await SqliteStore.open(path)
     million = 1_000_000
     await store.record_usage(record(input_tokens=million, output_tokens=million))
     await store.record_usage(
@@ -104,7 +105,7 @@ async def test_usage_is_summed_by_group_and_priced(tmp_path) -> None:
 
 async def test_since_and_price_overrides(tmp_path) -> None:
     path = str(tmp_path / "bot.db")
-    store = await Store.open(path)
+    store = await SqliteStore.open(path)
     await store.record_usage(record(input_tokens=1_000_000))
     await store.record_usage(record(input_tokens=2_000_000))
     await store.close()
@@ -138,7 +139,7 @@ async def test_cli_usage_needs_no_credentials(
     tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = str(tmp_path / "bot.db")
-    store = await Store.open(path)
+    store = await SqliteStore.open(path)
     await store.record_usage(record(input_tokens=1234, output_tokens=56))
     await store.close()
     monkeypatch.chdir(tmp_path)  # no .env here

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from slackbot.markdown import MESSAGE_LIMIT, close_open_fence, split, split_first
+from slackbot.message_split import MESSAGE_LIMIT, close_open_fence, split, split_first
 
 FENCE_LINE = re.compile(r" {0,3}(`{3,}|~{3,})")
 

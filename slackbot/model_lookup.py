@@ -16,7 +16,8 @@ from typing import Any
 
 import anthropic
 
-from slackbot.config import DEFAULT_MODEL_LINE, ConfigError, Settings
+from slackbot.config import DEFAULT_MODEL_LINE, Settings
+from slackbot.errors import ModelRefused
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +25,6 @@ log = logging.getLogger(__name__)
 #: 200k-token window and 32k output tokens; images and PDFs are read by all of them.
 FALLBACK_MAX_INPUT_TOKENS = 200_000
 FALLBACK_MAX_TOKENS = 32_000
-
-
-class ModelRefused(ConfigError):
-    """The configured model cannot be used; the text is the one line the operator sees."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The context budget: a thread far beyond the window still gets an answer, cut where intended."""
+"""The context window: a thread far beyond the window still gets an answer, cut where intended."""
 
 from __future__ import annotations
 
@@ -11,19 +11,18 @@ from PIL import Image
 from fakes.claude import FakeClaude, Script
 from fakes.harness import CHANNEL
 from fakes.slack import FakeSlack
-from slackbot import errors
-from slackbot.context_window import budget_for
-from slackbot.history import (
+from slackbot.context_window import (
     IMAGE_TOKENS_MAX,
-    OMITTED_MARKER,
     TRIM_TO,
-    Budget,
     Trim,
-    build_messages,
+    Window,
     estimate_turn_tokens,
     fit,
     image_tokens,
+    window_for,
 )
+from slackbot.history import OMITTED_MARKER, build_messages
+from slackbot.messages import CONTEXT_TRIMMED, MAX_TOKENS_NOTE
 from slackbot.store import StoredImage, Turn
 from tests.started import DEFAULT_MODEL, sonnet_5, started
 
@@ -80,13 +79,13 @@ def test_turn_estimate_covers_name_text_and_images() -> None:
 
 def test_a_thread_that_fits_is_sent_whole() -> None:
     turns = thread(5)
-    fitted = fit(turns, Budget(tokens=10_000))
+    fitted = fit(turns, Window(tokens=10_000))
     assert fitted.turns == turns and not fitted.omitted and fitted.trim == Trim()
 
 
 def test_oldest_turns_are_dropped_but_the_first_message_stays() -> None:
     turns = thread(50)  # 101 turns × 100 tokens
-    budget = Budget(tokens=3000, fixed_tokens=50)
+    budget = Window(tokens=3000, fixed_tokens=50)
     fitted = fit(turns, budget)
     kept = texts(fitted.turns)
     assert kept[0] == "q1" and kept[1] == OMITTED_MARKER
@@ -100,7 +99,7 @@ def test_oldest_turns_are_dropped_but_the_first_message_stays() -> None:
 
 def test_the_cut_is_stable_as_the_thread_grows() -> None:
     turns = thread(50)
-    budget = Budget(tokens=3000)
+    budget = Window(tokens=3000)
     first = fit(turns, budget)
     grown = [*turns, bot(102), user(103), bot(104), user(105)]
     second = fit(grown, budget, first.trim)
@@ -114,7 +113,7 @@ def test_the_cut_is_stable_as_the_thread_grows() -> None:
 
 
 def test_messages_still_alternate_and_end_with_the_user_after_a_cut() -> None:
-    fitted = fit(thread(50), Budget(tokens=3000))
+    fitted = fit(thread(50), Window(tokens=3000))
     messages = build_messages(fitted.turns)
     roles = [m["role"] for m in messages]
     assert roles[0] == "user" and roles[-1] == "user"
@@ -131,7 +130,7 @@ def test_old_images_go_before_old_text() -> None:
         bot(4),
         user(5, images=(picture,), tokens=1500),
     ]
-    fitted = fit(turns, Budget(tokens=4000))
+    fitted = fit(turns, Window(tokens=4000))
     assert texts(fitted.turns) == ["q1", "a2", "q3", "a4", "q5"]  # no text dropped
     assert [len(t.images) for t in fitted.turns] == [0, 0, 0, 0, 1]  # the latest keeps its own
     assert "2 image(s) shared here were omitted" in fitted.turns[2].notes[-1]
@@ -142,18 +141,18 @@ def test_old_images_go_before_old_text() -> None:
 def test_image_count_and_request_size_limits() -> None:
     picture = png(20, 20)
     turns = [user(i, images=(picture,) * 10) for i in range(1, 16)]  # 150 images
-    fitted = fit(turns, Budget(tokens=1_000_000))
+    fitted = fit(turns, Window(tokens=1_000_000))
     assert fitted.images <= 100 and sum(len(t.images) for t in fitted.turns) == fitted.images
     assert len(fitted.turns[-1].images) == 10
     heavy = StoredImage("image/png", "A" * 4_000_000, "big.png")
     big = [user(i, images=(heavy, heavy)) for i in range(1, 8)]  # 56 MB of base64
-    fitted = fit(big, Budget(tokens=1_000_000))
+    fitted = fit(big, Window(tokens=1_000_000))
     assert fitted.size <= 30 * 1024 * 1024 and len(fitted.turns[-1].images) == 2
 
 
 def test_a_single_message_bigger_than_the_window_is_shortened() -> None:
     turns = [user(1, "x" * 20_000, tokens=None), bot(2), user(3, "y" * 20_000, tokens=None)]
-    fitted = fit(turns, Budget(tokens=2000))
+    fitted = fit(turns, Window(tokens=2000))
     assert fitted.tokens(1.0) <= 2000 and fitted.omitted
     assert fitted.turns[0].text.startswith("xxx") and fitted.turns[-1].text.startswith("yyy")
 
@@ -187,7 +186,7 @@ async def test_thread_far_beyond_the_window_still_gets_an_answer(
     assert blocks[2].startswith("Bob: message ") and "message 00" not in blocks[2]  # oldest gone
     assert blocks[-2].startswith("Bob: message 79") and blocks[-1] == "Alice: what was the word?"
     # told once, in the first trimmed reply only
-    assert replies[0].startswith("Banana.") and errors.CONTEXT_TRIMMED in replies[0]
+    assert replies[0].startswith("Banana.") and CONTEXT_TRIMMED in replies[0]
     assert replies[1] == "Banana."
     # the cut stayed put, so the second mention read the first one's prompt from the cache
     assert claude.usages[1].cache_read_input_tokens == claude.estimate_tokens(claude.requests[0])
@@ -199,7 +198,7 @@ async def test_count_tokens_is_asked_only_near_the_limit(
     claude.models[DEFAULT_MODEL] = sonnet_5(max_input_tokens=4000)
     async with started(slack, claude, db_path) as harness:
         conversations = harness.bot.conversations
-        budget = budget_for(conversations.claude, conversations.model_limits, None).tokens
+        budget = window_for(conversations.claude, conversations.model_limits, None).tokens
         first = await harness.mention("short question")
         await harness.settled()
         for i in range(20):  # the thread grows towards the window, then past it
@@ -227,7 +226,7 @@ async def test_continue_after_a_reply_cut_off_at_max_tokens(
         await harness.settled()
         replies = harness.texts(CHANNEL, first["ts"])
 
-    assert errors.MAX_TOKENS_NOTE in replies[0]
+    assert MAX_TOKENS_NOTE in replies[0]
     cut_off = "one two three four five six seven eight nine ten"[: 10 * 4]
     assert replies[0].startswith(cut_off.strip())
     messages = claude.requests[-1]["messages"]

@@ -14,10 +14,6 @@ from slackbot.files import FileFetcher, FileNote, ImageBlock
 from slackbot.people import People
 from slackbot.store import Store, StoredImage
 
-#: Message subtypes that are a person speaking; everything else (edits, deletions, joins,
-#: bot posts) is not a turn.
-USER_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
-
 
 @dataclass(frozen=True)
 class UserTurn:
@@ -42,15 +38,6 @@ class UserTurn:
             "images": self.images,
             "notes": self.note_texts,
         }
-
-
-def is_person_message(message: dict[str, Any], bot_user_id: str | None) -> bool:
-    return (
-        message.get("subtype") in USER_SUBTYPES
-        and not message.get("bot_id")
-        and bool(message.get("user"))
-        and message.get("user") != bot_user_id
-    )
 
 
 async def read_message(

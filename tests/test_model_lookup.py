@@ -14,7 +14,7 @@ from aiohttp import web
 from fakes.claude import FakeClaude, model_info
 from fakes.harness import make_settings
 from fakes.slack import FakeSlack
-from slackbot.models import FALLBACK_MAX_INPUT_TOKENS, ModelLimits, ModelRefused, learn_model
+from slackbot.model_lookup import FALLBACK_MAX_INPUT_TOKENS, ModelLimits, ModelRefused, learn_model
 from slackbot.server import create_bot, prepare
 from tests.started import DEFAULT_MODEL, sonnet_5, started
 
@@ -119,7 +119,7 @@ async def test_retired_builtin_default_falls_back_to_newest_of_its_line(
     claude.models["claude-sonnet-4-5"] = model_info(
         "claude-sonnet-4-5", "Claude Sonnet 4.5", created_at="2025-09-29T00:00:00Z", line="sonnet"
     )
-    caplog.set_level(logging.WARNING, logger="slackbot.models")
+    caplog.set_level(logging.WARNING, logger="slackbot.model_lookup")
     async with started(slack, claude, db_path) as harness:
         assert harness.bot.conversations.model_limits.model == "claude-sonnet-4-6"
         await harness.mention("hi")
@@ -156,7 +156,7 @@ async def test_deprecated_model_warns_and_is_used(
     slack: FakeSlack, claude: FakeClaude, db_path: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     claude.models[DEFAULT_MODEL] = sonnet_5(lifecycle="deprecated")
-    caplog.set_level(logging.WARNING, logger="slackbot.models")
+    caplog.set_level(logging.WARNING, logger="slackbot.model_lookup")
     async with started(slack, claude, db_path) as harness:
         assert harness.bot.conversations.model_limits.lifecycle == "deprecated"
         assert harness.bot.conversations.claude.model == DEFAULT_MODEL
@@ -166,7 +166,7 @@ async def test_deprecated_model_warns_and_is_used(
 async def test_unreachable_models_api_falls_back_to_defaults(
     slack: FakeSlack, claude: FakeClaude, db_path: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="slackbot.models")
+    caplog.set_level(logging.WARNING, logger="slackbot.model_lookup")
     async with FakeClaude() as gone:
         dead_url = gone.base_url
     settings = make_settings(slack, claude, db_path, anthropic_base_url=dead_url)

@@ -1,0 +1,74 @@
+"""The inbound message type, and the rules for which Slack messages are for the bot.
+
+Bolt hands the listeners raw event dicts; everything below `app.py` works with `Incoming`, so
+the rules for where a message belongs (its thread, or a DM's running conversation) are written
+once, here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Message subtypes that are a person speaking; everything else (edits, deletions, joins,
+#: bot posts) is not a turn.
+USER_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
+
+#: A top-level DM that is exactly one of these words starts a fresh conversation.
+RESET_WORDS = frozenset({"reset"})
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A person's message that the bot should answer, as the listeners hand it over."""
+
+    team: str
+    channel: str
+    ts: str
+    user: str
+    text: str
+    thread_ts: str | None = None
+    event_id: str | None = None
+    is_dm: bool = False
+    message: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def thread_root(self) -> str | None:
+        """The thread the message belongs to (and is answered in): a top-level channel mention
+        starts one; a top-level DM belongs to the DM's running conversation instead (None)."""
+        if self.is_dm and self.thread_ts is None:
+            return None
+        return self.thread_ts or self.ts
+
+    @property
+    def sequence_key(self) -> tuple[str, str, str]:
+        return (self.team, self.channel, self.thread_root or "dm")
+
+    @property
+    def is_reset(self) -> bool:
+        """`reset` as a whole top-level DM message, in any case."""
+        return self.thread_root is None and self.text.strip().lower() in RESET_WORDS
+
+
+def is_person_message(message: dict[str, Any], bot_user_id: str | None) -> bool:
+    return (
+        message.get("subtype") in USER_SUBTYPES
+        and not message.get("bot_id")
+        and bool(message.get("user"))
+        and message.get("user") != bot_user_id
+    )
+
+
+def incoming_from(event: dict[str, Any], body: dict[str, Any], *, is_dm: bool) -> Incoming:
+    """An `Incoming` from an Events API event and its envelope."""
+    return Incoming(
+        team=str(body.get("team_id") or event.get("team") or ""),
+        channel=str(event["channel"]),
+        ts=str(event["ts"]),
+        user=str(event.get("user") or ""),
+        text=str(event.get("text") or ""),
+        thread_ts=event.get("thread_ts"),
+        event_id=body.get("event_id"),
+        is_dm=is_dm,
+        message=event,
+    )
