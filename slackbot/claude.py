@@ -1,7 +1,8 @@
-"""The Claude side of a reply: one streamed Messages API call.
+"""The Claude side of a reply: one streamed Messages API call, as typed events.
 
-Errors are caught here and returned with whatever text had arrived, so the caller can always
-finish the Slack message (partial text plus a note) and the bot keeps serving.
+Errors are caught here and end the stream as a `Failed` event after whatever had arrived, so
+the caller can always finish the Slack message (partial text plus a note) and the bot keeps
+serving.
 
 Every request is marked for prompt caching (top-level `cache_control`, plus `cache_breakpoints`):
 the system prompt and the conversation so far are written to the cache once and read back at a
@@ -11,45 +12,20 @@ tenth of the price by the next mention in the same thread.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import anthropic
 import httpx2
 
+from slackbot.errors import StreamCutOff
+from slackbot.stream_events import Failed, Stop, StreamEvent, TextDelta, Usage
+
 log = logging.getLogger(__name__)
 
 Message = dict[str, Any]
 EPHEMERAL = {"type": "ephemeral"}
-
-
-@dataclass
-class StreamResult:
-    text: str = ""
-    stop_reason: str | None = None
-    usage: dict[str, int] = field(default_factory=dict)
-    model: str | None = None
-    error: BaseException | None = None
-    first_token_at: float | None = None
-    seconds: float = 0.0
-    started_at: float = 0.0
-
-    @property
-    def prompt_tokens(self) -> int:
-        """Every input token of the request, whether billed plain, as cache write or read."""
-        return (
-            self.usage.get("input_tokens", 0)
-            + self.usage.get("cache_creation_input_tokens", 0)
-            + self.usage.get("cache_read_input_tokens", 0)
-        )
-
-    @property
-    def first_token_seconds(self) -> float | None:
-        if self.first_token_at is None:
-            return None
-        return self.first_token_at - self.started_at
 
 
 def cache_breakpoints(messages: Sequence[Message]) -> list[Message]:
@@ -72,26 +48,12 @@ def cache_breakpoints(messages: Sequence[Message]) -> list[Message]:
     return marked
 
 
-USAGE_KEYS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_creation_input_tokens",
-    "cache_read_input_tokens",
-)
-
-
-def _known(usage: Any) -> dict[str, Any]:
-    """The usage fields an event reports (a later event's counts replace earlier ones)."""
-    return {k: v for k, v in (usage or {}).items() if v is not None}
-
-
 @dataclass(frozen=True)
 class Claude:
     client: anthropic.AsyncAnthropic
     model: str
     max_tokens: int
     system: str
-    cache: bool = True
 
     async def count_tokens(self, messages: Sequence[Message]) -> int | None:
         """The API's count of a request's input tokens (free, rate-limited separately); None
@@ -107,65 +69,56 @@ class Claude:
             return None
         return int(counted.input_tokens)
 
-    async def stream(
-        self,
-        messages: Sequence[Message],
-        on_text: Callable[[str], None],
-        *,
-        extra: dict[str, Any] | None = None,
-    ) -> StreamResult:
-        """Stream one reply, feeding each text delta to `on_text` as it arrives."""
-        started = time.monotonic()
-        result = StreamResult(model=self.model, started_at=started)
-        parts: list[str] = []
-        marked = cache_breakpoints(messages) if self.cache else list(messages)
-        caching: dict[str, Any] = {"cache_control": EPHEMERAL} if self.cache else {}
+    async def stream(self, messages: Sequence[Message]) -> AsyncIterator[StreamEvent]:
+        """Stream one reply as typed events, ending with `Stop` or `Failed`.
+
+        Never raises (but for cancellation): a failed call is a `Failed` event after whatever
+        had arrived, so the caller can always finish the Slack message with a note.
+        """
         body: dict[str, Any] = {
             "model": self.model,
             "max_tokens": self.max_tokens,
             "system": self.system,
-            "messages": marked,
-            **caching,
-            **(extra or {}),
+            "messages": cache_breakpoints(messages),
+            "cache_control": EPHEMERAL,
             "stream": True,
         }
-        usage: dict[str, Any] = {}
+        stopped: Stop | None = None
         try:
             # The raw events as dicts: the SDK still sends, retries and raises (an `error` event
             # included), but builds no pydantic model per delta and no message snapshot, which
             # was most of the CPU of a streamed reply (see bench/).
-            events = await self.client.post(
+            raw_events = await self.client.post(
                 "/v1/messages",
                 body=body,
                 cast_to=object,
                 stream=True,
                 stream_cls=anthropic.AsyncStream[object],
             )
-            async with events:
-                async for raw in events:
+            async with raw_events:
+                async for raw in raw_events:
                     event = cast(dict[str, Any], raw)
                     kind = event.get("type")
                     if kind == "content_block_delta":
                         delta = event["delta"]
                         if delta.get("type") == "text_delta":
-                            if result.first_token_at is None:
-                                result.first_token_at = time.monotonic()
-                            parts.append(delta["text"])
-                            on_text(delta["text"])
+                            yield TextDelta(delta["text"])
                     elif kind == "message_start":
                         message = event["message"]
-                        result.model = message.get("model") or result.model
-                        usage.update(_known(message.get("usage")))
+                        yield Usage(message.get("usage") or {}, model=message.get("model"))
                     elif kind == "message_delta":
-                        result.stop_reason = (event.get("delta") or {}).get("stop_reason")
-                        usage.update(_known(event.get("usage")))
-            result.usage = {key: int(usage.get(key) or 0) for key in USAGE_KEYS}
+                        yield Usage(event.get("usage") or {})
+                        stopped = Stop((event.get("delta") or {}).get("stop_reason"))
+                    elif kind == "message_stop":
+                        if stopped is None:
+                            stopped = Stop(None)
+                        yield stopped
+                        return
+            # The connection closed cleanly before `message_stop`: the reply is not whole.
+            yield Failed(StreamCutOff("the stream ended before message_stop"))
         except (anthropic.APIError, httpx2.HTTPError) as exc:  # a cut-off or stalled stream
             log.warning("Claude call failed: %r", exc)  # surfaces as the transport's error
-            result.error = exc
+            yield Failed(exc)
         except Exception as exc:
             log.exception("Claude stream broke")
-            result.error = exc
-        result.text = "".join(parts)
-        result.seconds = time.monotonic() - started
-        return result
+            yield Failed(exc)

@@ -18,3 +18,8 @@ class ModelRefused(ConfigError):
 class UsageError(Exception):
     """`slackbot usage`: a bad argument or an unreadable database; the text is the one line the
     operator sees."""
+
+
+class StreamCutOff(Exception):
+    """Claude's stream ended without `message_stop`: the reply is incomplete. People see
+    `messages.claude_failure`'s wording for a broken connection."""

@@ -10,6 +10,9 @@ from __future__ import annotations
 import anthropic
 import httpx2  # the HTTP client anthropic uses; a cut-off stream raises its errors
 
+from slackbot.errors import StreamCutOff
+from slackbot.stream_events import StreamResult
+
 PLACEHOLDER = "_Thinking…_"
 QUEUED = "_Thinking… (after the reply above)_"
 
@@ -27,6 +30,9 @@ EMPTY_REPLY = "_(Claude returned an empty reply.)_"
 INTERRUPTED = "the bot restarted while writing it. Mention me again to get a full answer."
 RESET_DONE = "Starting a fresh conversation. Earlier messages in this DM are forgotten."
 INTERNAL = "something went wrong on my side. Please try again."
+STOPPED = "_Stopped._"
+#: The store could not be written or read: the reply goes out, but may be forgotten.
+STORE_FAILED = "I couldn't reach my memory (the database), so I couldn't answer. Please try again."
 
 
 def claude_failure(exc: BaseException) -> str:
@@ -47,7 +53,7 @@ def claude_failure(exc: BaseException) -> str:
         return "Claude is overloaded right now. Please try again in a minute."
     if isinstance(exc, anthropic.APIStatusError) and exc.status_code >= 500:
         return "Claude had a server error. Please try again in a minute."
-    if isinstance(exc, anthropic.APIError | httpx2.TransportError):
+    if isinstance(exc, anthropic.APIError | httpx2.TransportError | StreamCutOff):
         return "the connection to Claude broke off mid-reply. Please try again."
     return INTERNAL
 
@@ -68,3 +74,21 @@ def _is_overloaded(exc: BaseException) -> bool:
 
 def incomplete(reason: str) -> str:
     return INCOMPLETE_SUFFIX.format(reason=reason)
+
+
+def reply_note(
+    result: StreamResult, file_notes: list[str], *, context_trimmed: bool = False
+) -> str | None:
+    """What goes under a reply: file notes, a trimmed context, and how the stream ended."""
+    lines = [f"_{note}_" for note in file_notes]
+    if context_trimmed:
+        lines.append(CONTEXT_TRIMMED)
+    if result.error is not None:
+        lines.append(incomplete(claude_failure(result.error)))
+    elif result.stop_reason == "max_tokens":
+        lines.append(MAX_TOKENS_NOTE)
+    elif result.stop_reason == "refusal":
+        lines.append(REFUSAL_NOTE)
+    elif not result.text.strip():
+        lines.append(EMPTY_REPLY)
+    return "\n".join(lines) or None

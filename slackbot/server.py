@@ -30,6 +30,7 @@ from slackbot.model_lookup import learn_model
 from slackbot.people import People
 from slackbot.sqlite_store import SqliteStore
 from slackbot.store import Store
+from slackbot.update_reply import UpdateReplies
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +101,12 @@ async def create_bot(
             system=settings.system_prompt,
         ),
         people=People(slack),
-        fetcher=fetcher,
-        budgets=EditBudgets(settings.edit_budget_per_minute, settings.edit_burst),
+        attachments=fetcher,
+        replies=UpdateReplies(
+            slack,
+            EditBudgets(settings.edit_budget_per_minute, settings.edit_burst),
+            interval=settings.edit_interval,
+        ),
     )
     app = build_app(settings, client=slack, conversations=conversations)
     return Bot(settings, store, session, slack, anthropic, conversations, app)

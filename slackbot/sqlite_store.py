@@ -476,13 +476,17 @@ class SqliteStore:
                 UnfinishedReply(
                     id=row[0],
                     conversation_id=row[1],
-                    channel=row[2],
-                    text=row[3] or "",
-                    message_ts=tuple(json.loads(row[4] or "[]")),
+                    team=row[2],
+                    channel=row[3],
+                    thread_ts=row[4] if row[5] == "thread" else None,
+                    text=row[6] or "",
+                    message_ts=tuple(json.loads(row[7] or "[]")),
                 )
                 for row in self._db.execute(
-                    "SELECT id, conversation_id, channel, text, reply_ts FROM messages"
-                    " WHERE role='assistant' AND status='streaming' ORDER BY id"
+                    "SELECT m.id, m.conversation_id, c.team, m.channel, c.root_ts, c.kind,"
+                    " m.text, m.reply_ts FROM messages m"
+                    " JOIN conversations c ON c.id = m.conversation_id"
+                    " WHERE m.role='assistant' AND m.status='streaming' ORDER BY m.id"
                 ).fetchall()
             ]
 

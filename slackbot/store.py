@@ -70,9 +70,14 @@ class UsageRecord:
 
 @dataclass(frozen=True)
 class UnfinishedReply:
+    """A reply a crash left mid-stream, with where to finish it."""
+
     id: int
     conversation_id: int
+    team: str
     channel: str
+    #: The thread the reply is in; None for a DM's top-level conversation.
+    thread_ts: str | None
     text: str
     message_ts: tuple[str, ...]
 

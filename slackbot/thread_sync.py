@@ -58,7 +58,7 @@ async def sync_thread(
     client: AsyncWebClient,
     store: Store,
     people: People,
-    fetcher: FileFetcher,
+    attachments: FileFetcher,
     conversation_id: int,
     channel: str,
     thread_ts: str,
@@ -86,7 +86,9 @@ async def sync_thread(
         ts = str(message.get("ts", ""))
         if not ts or ts in known or ts > up_to_ts or not is_person_message(message, bot_user_id):
             continue
-        turn = await read_message(message, people=people, fetcher=fetcher, bot_user_id=bot_user_id)
+        turn = await read_message(
+            message, people=people, attachments=attachments, bot_user_id=bot_user_id
+        )
         added += int(await store_user_turn(store, conversation_id, turn))
     await store.mark_synced(conversation_id, up_to_ts)
     return added

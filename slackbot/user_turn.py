@@ -44,7 +44,7 @@ async def read_message(
     message: dict[str, Any],
     *,
     people: People,
-    fetcher: FileFetcher,
+    attachments: FileFetcher,
     bot_user_id: str | None,
 ) -> UserTurn:
     raw = message.get("text") or ""
@@ -54,7 +54,7 @@ async def read_message(
     images: list[ImageBlock] = []
     notes: list[FileNote] = []
     if message.get("files"):
-        images, notes = await fetcher.fetch_all(message["files"])
+        images, notes = await attachments.fetch_all(message["files"])
     return UserTurn(
         ts=str(message["ts"]),
         user_id=user_id,

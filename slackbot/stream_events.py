@@ -1,0 +1,160 @@
+"""What a streamed Claude reply can say, as typed events, and their sum.
+
+`claude.Claude.stream` yields these in the order they happened; the reply surface (`reply.Reply`)
+shows them and `StreamResult` adds them up for the store. Thinking, tool activity, citations and
+usage travel the same way as text, so a new kind of content reaches Slack without widening every
+signature between the API and the message.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of the answer's text."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ThinkingStarted:
+    """The model started a thinking block (its summary, if any, follows as `ThinkingDelta`)."""
+
+
+@dataclass(frozen=True)
+class ThinkingDelta:
+    """A piece of a thinking block's summary: shown as progress, never as the answer."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ThinkingEnded:
+    """The thinking block is complete."""
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """The model called a tool (a server tool runs on Anthropic's side)."""
+
+    id: str
+    name: str
+    input: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """A tool's result came back; `content` is the raw result block."""
+
+    tool_use_id: str
+    kind: str
+    content: Any = None
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A source the text just streamed cites (`location` is the API's citation object)."""
+
+    location: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts so far; later events' counts replace earlier ones field by field."""
+
+    counts: dict[str, Any]
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class Stop:
+    """The model stopped: `end_turn`, `max_tokens`, `refusal`, `pause_turn`, …"""
+
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The call failed; nothing follows. `error` is kept for the log and the note's wording."""
+
+    error: BaseException
+
+
+StreamEvent = (
+    TextDelta
+    | ThinkingStarted
+    | ThinkingDelta
+    | ThinkingEnded
+    | ToolCall
+    | ToolResult
+    | Citation
+    | Usage
+    | Stop
+    | Failed
+)
+
+USAGE_KEYS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+)
+
+
+@dataclass
+class StreamResult:
+    """A reply's events added up: what is stored and accounted once the stream is over."""
+
+    model: str | None = None
+    text: str = ""
+    stop_reason: str | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+    error: BaseException | None = None
+    started_at: float = field(default_factory=time.monotonic)
+    first_token_at: float | None = None
+    ended_at: float | None = None
+    _parts: list[str] = field(default_factory=list, repr=False)
+    _counts: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def take(self, event: StreamEvent) -> None:
+        if isinstance(event, TextDelta):
+            if self.first_token_at is None:
+                self.first_token_at = time.monotonic()
+            self._parts.append(event.text)
+        elif isinstance(event, Usage):
+            self.model = event.model or self.model
+            self._counts.update({k: v for k, v in event.counts.items() if v is not None})
+            self.usage = {key: int(self._counts.get(key) or 0) for key in USAGE_KEYS}
+        elif isinstance(event, Stop):
+            self.stop_reason = event.reason
+        elif isinstance(event, Failed):
+            self.error = event.error
+
+    def close(self) -> StreamResult:
+        """The stream is over: join the text and stop the clock."""
+        self.text = "".join(self._parts)
+        self.ended_at = time.monotonic()
+        return self
+
+    @property
+    def seconds(self) -> float:
+        return (self.ended_at or time.monotonic()) - self.started_at
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Every input token of the request, whether billed plain, as cache write or read."""
+        return (
+            self.usage.get("input_tokens", 0)
+            + self.usage.get("cache_creation_input_tokens", 0)
+            + self.usage.get("cache_read_input_tokens", 0)
+        )
+
+    @property
+    def first_token_seconds(self) -> float | None:
+        if self.first_token_at is None:
+            return None
+        return self.first_token_at - self.started_at
