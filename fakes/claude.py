@@ -66,7 +66,8 @@ class Script:
     ``status`` turns the answer into an HTTP error (``retry_after`` adds the header on any
     status); ``break_after_chars`` sends that much text then drops the connection without
     ``message_stop``; ``error_event_after_chars`` sends an SSE ``error`` event after that much
-    text, the status already being 200.
+    text, the status already being 200; ``end_after_chars`` sends that much text and then ends
+    the response cleanly, without ``message_stop`` (a proxy or server closing early).
     """
 
     text: str = "Hello from fake Claude."
@@ -79,6 +80,7 @@ class Script:
     error_message: str | None = None
     break_after_chars: int | None = None
     error_event_after_chars: int | None = None
+    end_after_chars: int | None = None
     input_tokens: int | None = None
 
 
@@ -506,7 +508,11 @@ class FakeClaude(LocalServer):
         cut = min(
             (
                 n
-                for n in (script.break_after_chars, script.error_event_after_chars)
+                for n in (
+                    script.break_after_chars,
+                    script.error_event_after_chars,
+                    script.end_after_chars,
+                )
                 if n is not None
             ),
             default=None,
@@ -548,6 +554,9 @@ class FakeClaude(LocalServer):
             if cut is not None and sent >= cut:
                 if cut == script.break_after_chars:
                     _drop_connection(request)
+                    return response
+                if cut == script.end_after_chars:
+                    await response.write_eof()
                     return response
                 error = {"type": "overloaded_error", "message": "Overloaded"}
                 await send("error", {"type": "error", "error": error})

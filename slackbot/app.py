@@ -1,8 +1,8 @@
 """Bolt wiring: which Slack events the bot answers, handed to `Conversations`.
 
-Bolt verifies request signatures (and rejects stale timestamps), acknowledges each event before
-the listener runs, and ignores the bot's own events. The listeners only decide *whether* a
-message is for the bot and turn it into an `Incoming`.
+Bolt verifies request signatures (and rejects stale timestamps) and ignores the bot's own
+events. The listeners only decide *whether* a message is for the bot, turn it into an `Incoming`
+and admit it; Bolt acknowledges the event when the listener returns.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ def build_app(
         client=client,
         signing_secret=settings.slack_signing_secret or "",
         request_verification_enabled=bool(settings.slack_signing_secret),
-        process_before_response=False,
+        # The listeners run before the acknowledgement: each records its message in the store
+        # first (see `Conversations.admit`), so a crash right after the ack loses nothing.
+        process_before_response=True,
         # Unused helpers (say/set_status, workflow function tokens): skipping their middleware
         # spares work on every request.
         attaching_conversation_kwargs_enabled=False,
@@ -38,7 +40,7 @@ def build_app(
     async def dispatch(msg: Incoming, context: AsyncBoltContext) -> None:
         if conversations.bot_user_id is None:
             conversations.bot_user_id = context.bot_user_id
-        await conversations.start(msg)
+        await conversations.admit(msg)
 
     @app.event("app_mention")
     async def answer_mention(

@@ -20,12 +20,13 @@ from slackbot import accounting, context_window, messages, recovery
 from slackbot.claude import Claude
 from slackbot.config import Settings
 from slackbot.context_window import Fitted
+from slackbot.dedup import RecentDeliveries
 from slackbot.events import Incoming
 from slackbot.files import FileFetcher
 from slackbot.model_lookup import ModelLimits
 from slackbot.people import People
 from slackbot.reply import Replies, Reply
-from slackbot.sequencer import Sequencer
+from slackbot.sequencer import Sequencer, Ticket
 from slackbot.slack_calls import call_with_retry
 from slackbot.store import Store, Turn, WindowState
 from slackbot.stream_events import StreamResult
@@ -37,6 +38,12 @@ log = logging.getLogger(__name__)
 
 #: How often a streaming reply's text is saved, so a crash can close it with what was shown.
 CHECKPOINT_SECONDS = 2.0
+#: How long Slack's delivery waits for the store to record a message (Slack retries after 3 s).
+ACK_WAIT_SECONDS = 2.0
+#: Messages acknowledged before a restart are answered after it if they are at most this old.
+PENDING_MAX_AGE_SECONDS = 24 * 3600
+#: How long the final store write of a reply is retried (the reply is in Slack already).
+FINAL_STORE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,7 @@ class Conversations:
     limits: ModelLimits | None = None
     sequencer: Sequencer = field(default_factory=Sequencer)
     tasks: TaskKeeper = field(default_factory=TaskKeeper)
+    recent: RecentDeliveries = field(default_factory=RecentDeliveries)
     #: Messages taken through `handle` so far (answered, duplicate or failed): for monitoring.
     handled: int = 0
 
@@ -89,35 +97,67 @@ class Conversations:
         assert self.limits is not None  # set in __post_init__
         return self.limits
 
-    def start(self, msg: Incoming) -> asyncio.Task[None]:
-        """Answer `msg` in a task the bot holds on to until it is done."""
-        return self.tasks.start(self.handle(msg), name=f"answer {msg.channel}/{msg.ts}")
+    async def admit(self, msg: Incoming) -> None:
+        """Take a message for the bot before Slack's delivery is acknowledged.
+
+        Its place in the conversation's order is taken at once (arrival order), and its claim
+        in the store, which records it to be answered, is waited for up to `ACK_WAIT_SECONDS`:
+        a crash right after the acknowledgement leaves it to answer at the next start, and a
+        slow store never makes Slack redeliver.
+        """
+        ticket = self.sequencer.enter(msg.sequence_key)
+        claim = asyncio.ensure_future(self._claim(msg))
+        self.tasks.start(self.handle(msg, ticket, claim), name=f"answer {msg.channel}/{msg.ts}")
+        await asyncio.wait([claim], timeout=ACK_WAIT_SECONDS)
+
+    async def _claim(self, msg: Incoming) -> int | None:
+        """The message's conversation, or None if it was delivered before (0 for `reset`)."""
+        if not self.recent.first_time(msg):
+            return None
+        if msg.is_reset:
+            return 0 if await self.store.claim_event(msg.event_id, msg.channel, msg.ts) else None
+        return await self.store.claim_conversation(
+            msg.event_id,
+            msg.channel,
+            msg.ts,
+            team=msg.team,
+            thread_root=msg.thread_root,
+            idle_seconds=self.settings.dm_idle_hours * 3600,
+            pending=msg.to_json(),
+        )
 
     async def drain(self, timeout: float) -> int:
         """Let the replies in flight finish (on shutdown); returns how many were still running."""
         return await self.tasks.drain(timeout)
 
     async def recover(self) -> int:
-        """Close replies that a crash left unfinished, so none says "Thinking…" forever."""
-        return await recovery.close_unfinished(self.store, self.replies)
+        """At start-up: close replies a crash left unfinished, so none says "Thinking…" forever,
+        and answer the messages it had acknowledged but not begun to answer."""
+        closed = await recovery.close_unfinished(self.store, self.replies)
+        for pending in await self.store.pending_messages(PENDING_MAX_AGE_SECONDS):
+            msg = Incoming.from_json(pending.payload)
+            self.recent.first_time(msg)
+            claimed: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+            claimed.set_result(pending.conversation_id)
+            ticket = self.sequencer.enter(msg.sequence_key)
+            self.tasks.start(self.handle(msg, ticket, claimed), name=f"answer {msg.ts} (again)")
+            log.info("answering %s/%s, acknowledged before a restart", msg.channel, msg.ts)
+        return closed
 
-    async def handle(self, msg: Incoming) -> None:
+    async def handle(self, msg: Incoming, ticket: Ticket, claim: Awaitable[int | None]) -> None:
         """Answer one message; never raises (errors end up in the thread and the log)."""
-        ticket = self.sequencer.enter(msg.sequence_key)
         try:
-            if msg.is_reset:
-                await self._reset(msg)
+            try:
+                conversation_id = await claim
+            except Exception:
+                log.exception("could not record %s/%s", msg.channel, msg.ts)
+                await self._say(msg, messages.STORE_FAILED)
                 return
-            conversation_id = await self.store.claim_conversation(
-                msg.event_id,
-                msg.channel,
-                msg.ts,
-                team=msg.team,
-                thread_root=msg.thread_root,
-                idle_seconds=self.settings.dm_idle_hours * 3600,
-            )
             if conversation_id is None:
                 log.info("duplicate delivery of %s/%s ignored", msg.channel, msg.ts)
+                return
+            if msg.is_reset:
+                await self._reset(msg)
                 return
             await self._answer(msg, conversation_id, queued=ticket.must_wait, wait_turn=ticket.wait)
         except Exception:
@@ -126,16 +166,22 @@ class Conversations:
             ticket.release()
             self.handled += 1
 
-    async def _reset(self, msg: Incoming) -> None:
-        """`reset` in a DM: the next top-level message starts a fresh conversation."""
-        if await self.store.claim_event(msg.event_id, msg.channel, msg.ts):
-            await self.store.reset_dm(msg.team, msg.channel)
+    async def _say(self, msg: Incoming, text: str) -> None:
+        """A short note where the answer would have gone (nothing else could be done)."""
+        try:
             await call_with_retry(
                 lambda: self.client.chat_postMessage(
-                    channel=msg.channel, markdown_text=messages.RESET_DONE
+                    channel=msg.channel, thread_ts=msg.thread_root, markdown_text=text
                 ),
                 what="post",
             )
+        except Exception:
+            log.exception("could not post a note to %s/%s", msg.channel, msg.ts)
+
+    async def _reset(self, msg: Incoming) -> None:
+        """`reset` in a DM: the next top-level message starts a fresh conversation."""
+        await self.store.reset_dm(msg.team, msg.channel)
+        await self._say(msg, messages.RESET_DONE)
 
     async def _answer(
         self,
@@ -190,6 +236,8 @@ class Conversations:
         except Exception:  # Slack refused even this: there is nowhere to answer
             log.exception("could not post a placeholder for %s/%s", msg.channel, msg.ts)
             await asyncio.gather(begin, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await self.store.forget_pending(msg.channel, msg.ts)
             return
         result = StreamResult(model=self.claude.model)
         note: str | None = messages.incomplete(messages.INTERNAL)
@@ -199,13 +247,12 @@ class Conversations:
             notice = prepared.fitted.omitted and not prepared.state.trim_noticed
             note = messages.reply_note(result, prepared.notes, context_trimmed=notice)
         try:
-            reply_id = await begin
+            reply_id: int | None = await begin
         except Exception:  # the store failed: the placeholder still gets replaced
             log.exception("could not store the reply to %s/%s", msg.channel, msg.ts)
-            await reply.finish(note)
-            return
+            reply_id = None
         await self._close(reply, reply_id, result, note)
-        if prepared is None:
+        if prepared is None or reply_id is None:
             return
         try:
             await accounting.account(
@@ -280,34 +327,76 @@ class Conversations:
                 await checkpoint
 
     async def _checkpoint(self, reply: Reply, begin: asyncio.Future[int]) -> None:
+        """Save the streaming text now and then; a failed save waits for the next one (the
+        reply itself never waits for the store)."""
         reply_id = await asyncio.shield(begin)  # cancelling the checkpoint must not cancel it
         saved = ""
         while True:
             await asyncio.sleep(CHECKPOINT_SECONDS)
-            if reply.text != saved:
-                saved = reply.text
+            text = reply.text
+            if text == saved:
+                continue
+            try:
                 await self.store.update_reply(
-                    reply_id, text=saved, message_ts=reply.message_ts, status="streaming"
+                    reply_id, text=text, message_ts=reply.message_ts, status="streaming"
                 )
+            except Exception as exc:
+                log.warning("checkpoint of reply %s failed: %r", reply_id, exc)
+            else:
+                saved = text
 
     async def _close(
-        self, reply: Reply, reply_id: int, result: StreamResult, note: str | None
+        self, reply: Reply, reply_id: int | None, result: StreamResult, note: str | None
     ) -> None:
-        """Store the reply, then put its final text in Slack (in that order)."""
+        """Store the reply, then put its final text in Slack (in that order, so a quick
+        follow-up sees it). A store that fails does not hold the answer back: it goes to Slack
+        anyway and the write is retried, so a restart does not take it for interrupted."""
         status = "done" if result.error is None else "incomplete"
-        await self.store.update_reply(
-            reply_id,
-            text=reply.text,
-            message_ts=reply.message_ts,
-            status=status,
-            stop_reason=result.stop_reason,
-        )
+        stored = False
+        if reply_id is not None:
+            try:
+                await self._store_final(reply_id, reply, status, result.stop_reason)
+                stored = True
+            except Exception as exc:
+                log.warning("could not store reply %s before its final edit: %r", reply_id, exc)
         try:
-            message_ts = await reply.finish(note)
+            await reply.finish(note)
         except Exception:
             log.exception("final edit failed for reply %s", reply_id)
-            return
-        if len(message_ts) > 1:
-            await self.store.update_reply(
-                reply_id, text=reply.text, message_ts=message_ts, status=status
+        if reply_id is not None and (not stored or len(reply.message_ts) > 1):
+            await self._store_final(
+                reply_id, reply, status, result.stop_reason, retry_for=FINAL_STORE_SECONDS
             )
+
+    async def _store_final(
+        self,
+        reply_id: int,
+        reply: Reply,
+        status: str,
+        stop_reason: str | None,
+        *,
+        retry_for: float = 0.0,
+    ) -> None:
+        """The reply's final record; with `retry_for`, retried with backoff until it lands or
+        the time is up (then logged: the answer is in Slack, only the store lacks it)."""
+        deadline = asyncio.get_running_loop().time() + retry_for
+        pause = 0.5
+        while True:
+            try:
+                await self.store.update_reply(
+                    reply_id,
+                    text=reply.text,
+                    message_ts=reply.message_ts,
+                    status=status,
+                    stop_reason=stop_reason,
+                )
+                return
+            except Exception as exc:
+                if not retry_for:
+                    raise
+                if asyncio.get_running_loop().time() + pause > deadline:
+                    log.error("gave up storing reply %s: %r", reply_id, exc)
+                    return
+                log.warning("storing reply %s failed (%r); retrying in %.1fs", reply_id, exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 8.0)

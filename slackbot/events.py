@@ -7,6 +7,8 @@ once, here.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +45,14 @@ class Incoming:
     @property
     def sequence_key(self) -> tuple[str, str, str]:
         return (self.team, self.channel, self.thread_root or "dm")
+
+    def to_json(self) -> str:
+        """The message as the store keeps it until it is answered (see `Store.pending`)."""
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str) -> Incoming:
+        return cls(**json.loads(raw))
 
     @property
     def is_reset(self) -> bool:

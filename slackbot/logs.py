@@ -19,11 +19,25 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class DropBoltClientWarning(logging.Filter):
+    """Bolt warns that `token` is unused whenever SLACK_BOT_TOKEN is in the environment and a
+    client is passed (as `server.py` does, to share one session): true, and not news."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+#: Libraries whose INFO lines are one per HTTP request or connection: the operator should see
+#: the bot's own lines; theirs (with request headers at DEBUG) only when asked for.
+THIRD_PARTY = ("slack_sdk", "slack_bolt", "httpx", "httpx2", "httpcore", "anthropic", "aiohttp")
+
+
 def configure(level: str) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactSecrets())
+    handler.addFilter(DropBoltClientWarning())
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    # Their DEBUG output includes request headers; keep them quiet unless asked for.
-    for noisy in ("slack_sdk", "slack_bolt", "httpx", "anthropic"):
-        logging.getLogger(noisy).setLevel(max(logging.getLevelName(level), logging.INFO))
+    third_party = logging.DEBUG if level == "DEBUG" else logging.WARNING
+    for noisy in THIRD_PARTY:
+        logging.getLogger(noisy).setLevel(third_party)

@@ -149,3 +149,20 @@ def m008_add_conversation_sync_point(db: sqlite_utils.Database) -> None:
     """How far a thread has been synced from Slack, so the next sync asks only for what came
     after (`conversations.replies` with `oldest`) instead of paging through the whole thread."""
     db.table("conversations").add_column("synced_to", str)
+
+
+@migrations()
+def m009_create_pending(db: sqlite_utils.Database) -> None:
+    """Messages acknowledged to Slack but not yet answered: a claimed event is recorded here
+    before its delivery is acknowledged, and removed once its reply exists, so a crash in
+    between leaves a message to answer at the next start instead of losing it."""
+    db.table("pending").create(
+        {
+            "channel": str,
+            "ts": str,
+            "conversation_id": int,
+            "payload": str,
+            "received_at": float,
+        },
+        pk=("channel", "ts"),
+    )

@@ -22,6 +22,7 @@ import sqlite_utils
 from slackbot.db_thread import DatabaseThread
 from slackbot.migrations import migrations
 from slackbot.store import (
+    PendingMessage,
     StoredImage,
     Turn,
     UnfinishedReply,
@@ -61,11 +62,13 @@ class SqliteStore:
     def _transaction(self) -> Iterator[None]:
         """All-or-nothing writes. The connection is in autocommit mode (so reads never hold a
         transaction open against `slackbot usage`), so transactions are explicit; inside a
-        batch (see `DatabaseThread`) each call's writes are a savepoint of the batch's."""
+        batch (see `DatabaseThread`), or inside another call's transaction, each call's writes
+        are a savepoint of the enclosing one."""
         db = self._db
+        nested = self._thread.in_batch or db.conn.in_transaction
         begin, commit, rollback = (
             ("SAVEPOINT call", "RELEASE call", "ROLLBACK TO call")
-            if self._thread.in_batch
+            if nested
             else ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")
         )
         db.execute(begin)
@@ -73,7 +76,7 @@ class SqliteStore:
             yield
         except BaseException:
             db.execute(rollback)
-            if self._thread.in_batch:
+            if nested:
                 db.execute(commit)  # a savepoint rolled back to still has to be released
             raise
         db.execute(commit)
@@ -130,6 +133,7 @@ class SqliteStore:
         team: str,
         thread_root: str | None,
         idle_seconds: float,
+        pending: str | None = None,
     ) -> int | None:
         """Claim a message (see `claim_event`) and find its conversation in one trip to the
         store thread; None if the message was seen before. Without `thread_root` it is the DM's
@@ -140,11 +144,20 @@ class SqliteStore:
         """
 
         def _claim_and_find() -> int | None:
-            if not self._claim_sync(event_id, channel, ts):
-                return None
-            if thread_root is None:
-                return self._dm_sync(team, channel, ts, idle_seconds)
-            return self._get_or_create(team, channel, "thread", thread_root)
+            with self._transaction():
+                if not self._claim_sync(event_id, channel, ts):
+                    return None
+                if thread_root is None:
+                    conversation_id = self._dm_sync(team, channel, ts, idle_seconds)
+                else:
+                    conversation_id = self._get_or_create(team, channel, "thread", thread_root)
+                if pending is not None:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO pending (channel, ts, conversation_id, payload,"
+                        " received_at) VALUES (?, ?, ?, ?, ?)",
+                        [channel, ts, conversation_id, pending, time.time()],
+                    )
+            return conversation_id
 
         return await self._run(_claim_and_find)
 
@@ -323,6 +336,7 @@ class SqliteStore:
         def _begin() -> int:
             db = self._db
             with self._transaction():
+                db.execute("DELETE FROM pending WHERE channel=? AND ts=?", [channel, answers_ts])
                 cur = db.execute(
                     "INSERT INTO messages (conversation_id, role, ts, sort_ts, text, status,"
                     " channel, reply_ts, created_at) VALUES (?, 'assistant', ?, ?, '',"
@@ -467,6 +481,29 @@ class SqliteStore:
         await self._run(_record)
 
     # -- recovery ---------------------------------------------------------------------------
+
+    async def pending_messages(self, max_age: float) -> list[PendingMessage]:
+        def _pending() -> list[PendingMessage]:
+            with self._transaction():
+                self._db.execute(
+                    "DELETE FROM pending WHERE received_at < ?", [time.time() - max_age]
+                )
+            return [
+                PendingMessage(conversation_id=row[0], payload=row[1], received_at=row[2])
+                for row in self._db.execute(
+                    "SELECT conversation_id, payload, received_at FROM pending"
+                    " ORDER BY received_at, ts"
+                ).fetchall()
+            ]
+
+        return await self._run(_pending)
+
+    async def forget_pending(self, channel: str, ts: str) -> None:
+        def _forget() -> None:
+            with self._transaction():
+                self._db.execute("DELETE FROM pending WHERE channel=? AND ts=?", [channel, ts])
+
+        await self._run(_forget)
 
     async def unfinished_replies(self) -> list[UnfinishedReply]:
         """Replies a crash left mid-stream; they are closed with a note at start-up."""

@@ -82,6 +82,15 @@ class UnfinishedReply:
     message_ts: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class PendingMessage:
+    """A message acknowledged to Slack whose reply was never begun (see `claim_conversation`)."""
+
+    conversation_id: int
+    payload: str
+    received_at: float
+
+
 class Store(Protocol):
     """The conversation store. Every method is one round trip and all-or-nothing."""
 
@@ -100,8 +109,19 @@ class Store(Protocol):
         team: str,
         thread_root: str | None,
         idle_seconds: float,
+        pending: str | None = None,
     ) -> int | None:
-        """Claim a message and find (or create) its conversation; None if seen before."""
+        """Claim a message and find (or create) its conversation; None if seen before. With
+        `pending` (the message, serialised), it is kept until `begin_reply` for it."""
+        ...
+
+    async def pending_messages(self, max_age: float) -> list[PendingMessage]:
+        """Messages claimed but never begun, at most `max_age` seconds old; older ones are
+        dropped."""
+        ...
+
+    async def forget_pending(self, channel: str, ts: str) -> None:
+        """A claimed message that ended without a reply (nowhere to answer): don't retry it."""
         ...
 
     async def reset_dm(self, team: str, channel: str) -> None: ...
