@@ -152,6 +152,7 @@ class FakeSlack(LocalServer):
             "chat.delete": self._chat_delete,
             "users.info": self._users_info,
             "conversations.replies": self._conversations_replies,
+            "conversations.history": self._conversations_history,
             "files.info": self._files_info,
             "assistant.threads.setStatus": self._set_status,
             "apps.connections.open": self._apps_connections_open,
@@ -268,6 +269,19 @@ class FakeSlack(LocalServer):
             files=files,
             bot_id=bot_id,
             subtype=subtype,
+        )
+
+    def add_bot_message(
+        self, channel: str, markdown_text: str, *, thread_ts: str | None = None
+    ) -> dict[str, Any]:
+        """Store a message as if the bot had posted it (before a crash, say)."""
+        return self._store(
+            channel,
+            user=self.bot_user_id,
+            bot_id=self.bot_id,
+            text=None,
+            markdown_text=markdown_text,
+            thread_ts=thread_ts,
         )
 
     def add_file(
@@ -740,6 +754,36 @@ class FakeSlack(LocalServer):
             "messages": [self._public(m) for m in page],
             "has_more": has_more,
             "response_metadata": {"next_cursor": next_cursor},
+        }
+
+    def _conversations_history(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A channel's top-level messages, newest first (no pagination: ``limit`` caps it)."""
+        channel = params.get("channel", "")
+        inclusive = _truthy(params.get("inclusive"))
+        oldest = _ts_key(str(params.get("oldest") or "0"))
+        latest = _ts_key(str(params["latest"])) if params.get("latest") else None
+
+        def in_range(ts: Decimal) -> bool:
+            above = ts > oldest or (inclusive and ts == oldest)
+            below = latest is None or ts < latest or (inclusive and ts == latest)
+            return above and below
+
+        top = sorted(
+            (
+                m
+                for m in self.messages.values()
+                if m["channel"] == channel
+                and m["thread_ts"] in (None, m["ts"])
+                and in_range(_ts_key(m["ts"]))
+            ),
+            key=lambda m: _ts_key(m["ts"]),
+            reverse=True,
+        )
+        limit = min(max(int(params.get("limit") or 100), 1), 1000)
+        return {
+            "ok": True,
+            "messages": [self._public(m) for m in top[:limit]],
+            "has_more": len(top) > limit,
         }
 
     def _files_info(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -137,6 +137,7 @@ class Conversations:
         for pending in await self.store.pending_messages(PENDING_MAX_AGE_SECONDS):
             msg = Incoming.from_json(pending.payload)
             self.recent.first_time(msg)
+            await recovery.clear_orphan_placeholders(self.client, msg, self.bot_user_id)
             claimed: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
             claimed.set_result(pending.conversation_id)
             ticket = self.sequencer.enter(msg.sequence_key)
