@@ -21,7 +21,7 @@ import dataclasses
 import io
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
@@ -166,10 +166,17 @@ def _cost(turn: Turn) -> _Cost:
 
 
 def without_images(turn: Turn) -> Turn:
-    if not turn.images:
+    return keep_newest_images(turn, 0)
+
+
+def keep_newest_images(turn: Turn, keep: int) -> Turn:
+    """The turn with only its `keep` newest images, and a note saying how many went."""
+    dropped = len(turn.images) - max(keep, 0)
+    if dropped <= 0:
         return turn
-    note = IMAGES_OMITTED.format(n=len(turn.images))
-    return replace(turn, images=(), notes=(*turn.notes, note), tokens=None)
+    note = IMAGES_OMITTED.format(n=dropped)
+    kept = turn.images[dropped:]
+    return replace(turn, images=kept, notes=(*turn.notes, note), tokens=None)
 
 
 def fit(turns: Sequence[Turn], window: Window, trim: Trim = Trim()) -> Fitted:
@@ -264,8 +271,9 @@ def _build(turns: list[Turn], keep: int, images: int, costs: _Costs) -> Fitted:
 
 
 def _shorten(fitted: Fitted, window: Window) -> Fitted:
-    """Last resort: halve the text of the first, then the last message until it all fits;
-    then drop the last message's images too."""
+    """Last resort: the message being answered keeps only its newest images that a request
+    can carry; then the text of the first, then the last message is halved until it all fits;
+    then the last message's oldest images go, one by one, until it does."""
     turns = list(fitted.turns)
 
     def measure() -> _Cost:
@@ -274,13 +282,22 @@ def _shorten(fitted: Fitted, window: Window) -> Fitted:
             total = _plus(total, _cost(turn))
         return total
 
+    def keep_images_while(too_many: Callable[[], bool]) -> None:
+        keep = len(turns[-1].images)
+        original = turns[-1]
+        while keep > 0 and too_many():
+            keep -= 1
+            turns[-1] = keep_newest_images(original, keep)
+
+    keep_images_while(
+        lambda: measure().images > window.max_images or measure().size > window.max_bytes
+    )
     for index in [0, len(turns) - 1] if len(turns) > 1 else [0]:
         while not window.fits(*measure()) and len(turns[index].text) > MIN_SHORTENED_CHARS:
             turn = turns[index]
             text = turn.text.removesuffix(TEXT_SHORTENED)
             turns[index] = replace(turn, text=text[: len(text) // 2] + TEXT_SHORTENED, tokens=None)
-    if not window.fits(*measure()):
-        turns[-1] = without_images(turns[-1])
+    keep_images_while(lambda: not window.fits(*measure()))
     total = measure()
     return Fitted(turns, fitted.trim, total.tokens, total.images, total.size, shortened=True)
 

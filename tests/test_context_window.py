@@ -150,6 +150,15 @@ def test_image_count_and_request_size_limits() -> None:
     assert fitted.size <= 30 * 1024 * 1024 and len(fitted.turns[-1].images) == 2
 
 
+def test_a_message_with_more_images_than_a_request_takes_keeps_the_newest() -> None:
+    pictures = tuple(StoredImage("image/png", png(20, 20).data, f"p{n}.png") for n in range(120))
+    fitted = fit([user(1, "look at all of these", images=pictures)], Window(tokens=1_000_000))
+    [turn] = fitted.turns
+    assert [image.name for image in turn.images] == [f"p{n}.png" for n in range(20, 120)]
+    assert "20 image(s) shared here were omitted" in " ".join(turn.notes)
+    assert turn.text == "look at all of these"  # the text was not what had to go
+
+
 def test_a_single_message_bigger_than_the_window_is_shortened() -> None:
     turns = [user(1, "x" * 20_000, tokens=None), bot(2), user(3, "y" * 20_000, tokens=None)]
     fitted = fit(turns, Window(tokens=2000))
