@@ -34,9 +34,10 @@ class ModelLimits:
     model: str
     max_input_tokens: int = FALLBACK_MAX_INPUT_TOKENS
     max_tokens: int = FALLBACK_MAX_TOKENS
+    #: Read by the file kinds (images, and PDF documents next): a model without them gets a
+    #: note instead of a block it would reject.
     image_input: bool = True
     pdf_input: bool = True
-    context_management: bool = False
     lifecycle: str = "active"
     line: str | None = None
     from_api: bool = False
@@ -61,7 +62,6 @@ def limits_from(info: Any) -> ModelLimits:
         max_tokens=info.max_tokens or FALLBACK_MAX_TOKENS,
         image_input=supported("image_input", True),
         pdf_input=supported("pdf_input", True),
-        context_management=supported("context_management", False),
         lifecycle=info.lifecycle,
         line=info.line,
         from_api=True,

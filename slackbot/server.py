@@ -150,10 +150,11 @@ async def prepare(bot: Bot) -> None:
     limits = await learn_model(bot.anthropic, bot.settings)
     bot.conversations.use_model(limits)
     log.info(
-        "model %s: %d-token window, %d output tokens per reply",
+        "model %s: %d-token window, %d output tokens per reply (%s)",
         limits.model,
         limits.max_input_tokens,
         bot.conversations.claude.max_tokens,
+        "from the Models API" if limits.from_api else "assumed",
     )
     try:
         auth = await bot.slack.auth_test()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from slackbot.history import build_messages
 from slackbot.store import StoredImage, Turn
 
@@ -40,6 +42,20 @@ def test_images_come_before_the_text_and_empty_replies_are_skipped() -> None:
     assert len(messages) == 1  # the empty assistant turn vanished, the user turns merged
 
 
-def test_rendering_is_deterministic() -> None:
-    turns = [user(1, "a"), bot(2, "b"), user(3, "c")]
-    assert build_messages(turns) == build_messages(list(turns))
+def test_each_request_starts_with_the_bytes_of_the_previous_one() -> None:
+    """Prompt caching reads a prefix: what the thread rendered to at one mention must be the
+    start of what it renders to at the next (same blocks, same bytes), whatever came between."""
+    turns = [
+        user(1, "first question", images=(StoredImage("image/png", "QUJD", "a.png"),)),
+        bot(2, "first answer"),
+        user(3, "a remark from Bob", name="Bob"),
+        user(4, "second question"),
+        bot(5, "second answer"),
+        user(6, "third question", notes=("x.pdf: unreadable",)),
+    ]
+    for end in (1, 4, 6):
+        earlier = build_messages(turns[:end])
+        later = build_messages(turns)
+        flat_earlier = [(m["role"], b) for m in earlier for b in m["content"]]
+        flat_later = [(m["role"], b) for m in later for b in m["content"]]
+        assert json.dumps(flat_later[: len(flat_earlier)]) == json.dumps(flat_earlier)

@@ -32,7 +32,6 @@ async def test_limits_come_from_the_models_api(
             max_tokens=64_000,
             image_input=True,
             pdf_input=True,
-            context_management=True,
             lifecycle="active",
             line="haiku",
             from_api=True,
