@@ -244,9 +244,12 @@ class Conversations:
         note: str | None = messages.incomplete(messages.INTERNAL)
         notice = False
         if prepared is not None:
-            await self._stream(reply, begin, prepared.fitted.messages(), result)
-            notice = prepared.fitted.omitted and not prepared.state.trim_noticed
-            note = messages.reply_note(result, prepared.notes, context_trimmed=notice)
+            try:
+                await self._stream(reply, begin, prepared.fitted.messages(), result)
+                notice = prepared.fitted.omitted and not prepared.state.trim_noticed
+                note = messages.reply_note(result, prepared.notes, context_trimmed=notice)
+            except Exception:  # a bug showing an event: the reply still ends, with a note
+                log.exception("reply to %s/%s broke while streaming", msg.channel, msg.ts)
         try:
             reply_id: int | None = await begin
         except Exception:  # the store failed: the placeholder still gets replaced
