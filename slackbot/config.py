@@ -7,9 +7,11 @@ or the Anthropic SDK are loaded.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from slackbot.errors import ConfigError
@@ -20,6 +22,7 @@ DEFAULT_MODEL = "claude-sonnet-5"
 DEFAULT_MODEL_LINE = "sonnet"
 DEFAULT_MAX_TOKENS = 8192
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+MB = 1024 * 1024
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful assistant that lives in Slack. People talk to you by @-mentioning you in "
     "channel threads or by direct message. Several people may speak in one thread: each of their "
@@ -51,7 +54,7 @@ class Settings:
     edit_interval: float = 1.0
     edit_budget_per_minute: float = 45.0
     edit_burst: int = 5
-    max_file_bytes: int = 20 * 1024 * 1024
+    max_file_bytes: int = 20 * MB
     claude_read_timeout: float = 90.0
     log_level: str = "INFO"
     #: Operator price overrides for `slackbot usage`: (model id, id prefix or line, USD per
@@ -66,6 +69,10 @@ class Settings:
     @property
     def slack_api_host(self) -> str:
         return urlsplit(self.slack_api_url).hostname or ""
+
+
+#: Every field's default, as written once in `Settings`: `load_settings` falls back to these.
+_DEFAULT: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Settings)}
 
 
 def _required(env: Mapping[str, str], name: str, *, prefix: str | None = None) -> str:
@@ -121,12 +128,13 @@ def _url(env: Mapping[str, str], name: str, default: str | None) -> str | None:
 def _edit_budget(env: Mapping[str, str]) -> tuple[float, int]:
     """`SLACKBOT_EDIT_BUDGET` is "45" (per minute) or "45/5" (per minute / burst)."""
     raw = env.get("SLACKBOT_EDIT_BUDGET", "").strip()
+    default_burst = _DEFAULT["edit_burst"]
     if not raw:
-        return 45.0, 5
+        return _DEFAULT["edit_budget_per_minute"], default_burst
     rate, _, burst = raw.partition("/")
     try:
         per_minute = float(rate)
-        burst_n = int(burst) if burst else 5
+        burst_n = int(burst) if burst else default_burst
     except ValueError:
         raise ConfigError(
             f"SLACKBOT_EDIT_BUDGET must look like '45' or '45/5', got {raw!r}"
@@ -191,18 +199,25 @@ def load_settings(env: Mapping[str, str], *, need_slack: bool = True) -> Setting
         anthropic_base_url=_url(env, "ANTHROPIC_BASE_URL", None),
         slack_api_url=slack_api_url,
         slack_file_hosts=hosts,
-        db_path=_optional(env, "SLACKBOT_DB") or "slackbot.db",
-        port=_integer(env, "PORT", 3000, minimum=0),
+        db_path=_optional(env, "SLACKBOT_DB") or _DEFAULT["db_path"],
+        port=_integer(env, "PORT", _DEFAULT["port"], minimum=0),
         claude_model=model or DEFAULT_MODEL,
         claude_model_is_default=model is None,
-        claude_max_tokens=_integer(env, "CLAUDE_MAX_TOKENS", DEFAULT_MAX_TOKENS, minimum=1),
-        system_prompt=_optional(env, "CLAUDE_SYSTEM_PROMPT") or DEFAULT_SYSTEM_PROMPT,
-        dm_idle_hours=_number(env, "SLACKBOT_DM_IDLE_HOURS", 24.0, minimum=0),
-        edit_interval=_number(env, "SLACKBOT_EDIT_INTERVAL", 1.0, minimum=0),
+        claude_max_tokens=_integer(
+            env, "CLAUDE_MAX_TOKENS", _DEFAULT["claude_max_tokens"], minimum=1
+        ),
+        system_prompt=_optional(env, "CLAUDE_SYSTEM_PROMPT") or _DEFAULT["system_prompt"],
+        dm_idle_hours=_number(env, "SLACKBOT_DM_IDLE_HOURS", _DEFAULT["dm_idle_hours"], minimum=0),
+        edit_interval=_number(env, "SLACKBOT_EDIT_INTERVAL", _DEFAULT["edit_interval"], minimum=0),
         edit_budget_per_minute=budget,
         edit_burst=burst,
-        max_file_bytes=int(_number(env, "SLACKBOT_MAX_FILE_MB", 20, minimum=0.001) * 1024 * 1024),
-        claude_read_timeout=_number(env, "SLACKBOT_CLAUDE_READ_TIMEOUT", 90.0, minimum=0.1),
-        log_level=(_optional(env, "SLACKBOT_LOG_LEVEL") or "INFO").upper(),
+        max_file_bytes=int(
+            _number(env, "SLACKBOT_MAX_FILE_MB", _DEFAULT["max_file_bytes"] / MB, minimum=0.001)
+            * MB
+        ),
+        claude_read_timeout=_number(
+            env, "SLACKBOT_CLAUDE_READ_TIMEOUT", _DEFAULT["claude_read_timeout"], minimum=0.1
+        ),
+        log_level=(_optional(env, "SLACKBOT_LOG_LEVEL") or _DEFAULT["log_level"]).upper(),
         prices=_prices(env),
     )
