@@ -57,6 +57,17 @@ class Settings:
     max_file_bytes: int = 20 * MB
     claude_read_timeout: float = 90.0
     log_level: str = "INFO"
+    #: Claude's effort setting (`output_config.effort`); None sends none (the model's default).
+    claude_effort: str | None = None
+    #: Claude's server tools the bot offers, in the order given.
+    tools: tuple[str, ...] = ("web_search", "web_fetch")
+    #: Web searches one reply may make (a `pause_turn` continuation gets what is left).
+    web_search_max_uses: int = 5
+    #: Domains the web tools may (or may not) use; the API refuses both lists at once.
+    web_allowed_domains: tuple[str, ...] = ()
+    web_blocked_domains: tuple[str, ...] = ()
+    #: A text-like attachment (or a converted Office document) is cut past this many bytes.
+    max_text_file_bytes: int = 512 * 1024
     #: Operator price overrides for `slackbot usage`: (model id, id prefix or line, USD per
     #: million input tokens, USD per million output tokens).
     prices: tuple[tuple[str, float, float], ...] = ()
@@ -170,6 +181,50 @@ def _prices(env: Mapping[str, str]) -> tuple[tuple[str, float, float], ...]:
     return tuple(rows)
 
 
+EFFORTS = ("low", "medium", "high", "xhigh", "max")
+TOOLS = ("web_search", "web_fetch", "code_execution")
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str | None:
+    raw = _optional(env, name)
+    if raw is None:
+        return None
+    if raw.lower() not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw.lower()
+
+
+def _listed(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(part.strip().lower() for part in env.get(name, "").split(",") if part.strip())
+
+
+def _tools(env: Mapping[str, str]) -> tuple[str, ...]:
+    """`SLACKBOT_TOOLS`: comma-separated server tools, or `none`."""
+    if not _optional(env, "SLACKBOT_TOOLS"):
+        return tuple(_DEFAULT["tools"])
+    tools = _listed(env, "SLACKBOT_TOOLS")
+    if tools == ("none",):
+        return ()
+    unknown = [tool for tool in tools if tool not in TOOLS]
+    if unknown:
+        raise ConfigError(
+            f"SLACKBOT_TOOLS must name tools from {', '.join(TOOLS)} (or be 'none'), "
+            f"got {', '.join(unknown)!r}"
+        )
+    return tuple(dict.fromkeys(tools))
+
+
+def _web_domains(env: Mapping[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    allowed = _listed(env, "SLACKBOT_WEB_ALLOWED_DOMAINS")
+    blocked = _listed(env, "SLACKBOT_WEB_BLOCKED_DOMAINS")
+    if allowed and blocked:
+        raise ConfigError(
+            "SLACKBOT_WEB_ALLOWED_DOMAINS and SLACKBOT_WEB_BLOCKED_DOMAINS can't both be set "
+            "(the API takes one or the other): keep one"
+        )
+    return allowed, blocked
+
+
 def load_settings(env: Mapping[str, str], *, need_slack: bool = True) -> Settings:
     """Build `Settings` from an environment mapping, or raise `ConfigError` naming the variable."""
     bot_token = _required(env, "SLACK_BOT_TOKEN", prefix="xoxb-") if need_slack else ""
@@ -191,6 +246,7 @@ def load_settings(env: Mapping[str, str], *, need_slack: bool = True) -> Setting
     hosts = tuple(
         h.strip().lower() for h in env.get("SLACK_FILE_HOSTS", "").split(",") if h.strip()
     )
+    allowed_domains, blocked_domains = _web_domains(env)
     return Settings(
         slack_bot_token=bot_token,
         anthropic_api_key=api_key,
@@ -219,5 +275,16 @@ def load_settings(env: Mapping[str, str], *, need_slack: bool = True) -> Setting
             env, "SLACKBOT_CLAUDE_READ_TIMEOUT", _DEFAULT["claude_read_timeout"], minimum=0.1
         ),
         log_level=(_optional(env, "SLACKBOT_LOG_LEVEL") or _DEFAULT["log_level"]).upper(),
+        claude_effort=_choice(env, "CLAUDE_EFFORT", EFFORTS),
+        tools=_tools(env),
+        web_search_max_uses=_integer(
+            env, "SLACKBOT_WEB_SEARCH_MAX_USES", _DEFAULT["web_search_max_uses"], minimum=1
+        ),
+        web_allowed_domains=allowed_domains,
+        web_blocked_domains=blocked_domains,
+        max_text_file_bytes=_integer(
+            env, "SLACKBOT_MAX_TEXT_FILE_KB", _DEFAULT["max_text_file_bytes"] // 1024, minimum=1
+        )
+        * 1024,
         prices=_prices(env),
     )

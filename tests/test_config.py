@@ -136,3 +136,40 @@ def run_slackbot(
         timeout=timeout,
         check=False,
     )
+
+
+def test_claude_and_tool_settings() -> None:
+    s = load_settings(BASE)
+    assert s.claude_effort is None and s.tools == ("web_search", "web_fetch")
+    assert s.web_search_max_uses == 5 and s.max_text_file_bytes == 512 * 1024
+    s = load_settings(
+        {
+            **BASE,
+            "CLAUDE_EFFORT": "High",
+            "SLACKBOT_TOOLS": "web_search, code_execution",
+            "SLACKBOT_WEB_SEARCH_MAX_USES": "2",
+            "SLACKBOT_WEB_ALLOWED_DOMAINS": "docs.rs, Python.org",
+            "SLACKBOT_MAX_TEXT_FILE_KB": "64",
+        }
+    )
+    assert s.claude_effort == "high" and s.tools == ("web_search", "code_execution")
+    assert s.web_search_max_uses == 2 and s.web_allowed_domains == ("docs.rs", "python.org")
+    assert s.max_text_file_bytes == 64 * 1024
+    assert load_settings({**BASE, "SLACKBOT_TOOLS": "none"}).tools == ()
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"CLAUDE_EFFORT": "extreme"}, "CLAUDE_EFFORT"),
+        ({"SLACKBOT_TOOLS": "web_search,browser"}, "SLACKBOT_TOOLS"),
+        ({"SLACKBOT_WEB_SEARCH_MAX_USES": "0"}, "SLACKBOT_WEB_SEARCH_MAX_USES"),
+        (
+            {"SLACKBOT_WEB_ALLOWED_DOMAINS": "a.com", "SLACKBOT_WEB_BLOCKED_DOMAINS": "b.com"},
+            "SLACKBOT_WEB_ALLOWED_DOMAINS",
+        ),
+    ],
+)
+def test_bad_claude_and_tool_settings_name_the_variable(extra: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_settings({**BASE, **extra})
