@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import anthropic
 import httpx2
 
 from slackbot.errors import StreamCutOff
+from slackbot.request_options import RequestOptions
 from slackbot.stream_events import Failed, Stop, StreamEvent, TextDelta, Usage
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class Claude:
     model: str
     max_tokens: int
     system: str
+    options: RequestOptions = field(default_factory=RequestOptions)
 
     async def count_tokens(self, messages: Sequence[Message]) -> int | None:
         """The API's count of a request's input tokens (free, rate-limited separately); None
@@ -81,6 +83,7 @@ class Claude:
             "system": self.system,
             "messages": cache_breakpoints(messages),
             "cache_control": EPHEMERAL,
+            **self.options.body(),
             "stream": True,
         }
         stopped: Stop | None = None

@@ -26,6 +26,7 @@ from slackbot.files import FileFetcher
 from slackbot.model_lookup import ModelLimits
 from slackbot.people import People
 from slackbot.reply import Replies, Reply
+from slackbot.request_options import request_options
 from slackbot.sequencer import Sequencer, Ticket
 from slackbot.slack_calls import call_with_retry
 from slackbot.store import Store, Turn, WindowState
@@ -90,7 +91,12 @@ class Conversations:
                 max_tokens,
             )
         self.limits = limits
-        self.claude = dataclasses.replace(self.claude, model=limits.model, max_tokens=max_tokens)
+        self.claude = dataclasses.replace(
+            self.claude,
+            model=limits.model,
+            max_tokens=max_tokens,
+            options=request_options(self.settings, limits),
+        )
 
     @property
     def model_limits(self) -> ModelLimits:

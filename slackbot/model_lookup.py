@@ -41,6 +41,12 @@ class ModelLimits:
     lifecycle: str = "active"
     line: str | None = None
     from_api: bool = False
+    #: `thinking: {"type": "adaptive"}` is accepted (capabilities.thinking.types.adaptive).
+    adaptive_thinking: bool = False
+    #: Effort levels accepted; None when the API did not say (every level is then tried).
+    efforts: frozenset[str] | None = None
+    #: Server tools accepted; None when the API did not say.
+    server_tools: frozenset[str] | None = None
 
     def output_tokens(self, wanted: int) -> int:
         """`max_tokens` for each request: CLAUDE_MAX_TOKENS, within what the model can write
@@ -56,6 +62,31 @@ def limits_from(info: Any) -> ModelLimits:
         cap = getattr(caps, name, None) if caps is not None else None
         return bool(getattr(cap, "supported", default)) if cap is not None else default
 
+    thinking = getattr(caps, "thinking", None)
+    types = getattr(thinking, "types", None)
+    adaptive = getattr(types, "adaptive", None)
+    effort = getattr(caps, "effort", None)
+    efforts = (
+        frozenset(
+            level
+            for level in ("low", "medium", "high", "xhigh", "max")
+            if getattr(getattr(effort, level, None), "supported", False)
+        )
+        if effort is not None and getattr(effort, "supported", False)
+        else (frozenset() if effort is not None else None)
+    )
+    tools = getattr(caps, "server_tools", None)
+    server_tools = None
+    if tools is not None:
+        # The Models API lists web_search and code_execution; web fetch goes with web search.
+        listed = {
+            name
+            for name in ("web_search", "code_execution")
+            if getattr(getattr(tools, name, None), "supported", False)
+        }
+        if "web_search" in listed:
+            listed.add("web_fetch")
+        server_tools = frozenset(listed) if getattr(tools, "supported", False) else frozenset()
     return ModelLimits(
         model=info.id,
         max_input_tokens=info.max_input_tokens or FALLBACK_MAX_INPUT_TOKENS,
@@ -65,6 +96,9 @@ def limits_from(info: Any) -> ModelLimits:
         lifecycle=info.lifecycle,
         line=info.line,
         from_api=True,
+        adaptive_thinking=bool(getattr(adaptive, "supported", False)),
+        efforts=efforts,
+        server_tools=server_tools,
     )
 
 

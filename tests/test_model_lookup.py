@@ -35,10 +35,19 @@ async def test_limits_come_from_the_models_api(
             lifecycle="active",
             line="haiku",
             from_api=True,
+            adaptive_thinking=True,
+            efforts=frozenset({"low", "medium", "high", "max"}),
+            server_tools=frozenset({"web_search", "web_fetch", "code_execution"}),
         )
         await harness.mention("hi")
         await harness.settled()
-    assert claude.requests[-1]["model"] == "claude-haiku-4-5"
+    request = claude.requests[-1]
+    assert request["model"] == "claude-haiku-4-5"
+    assert request["thinking"] == {"type": "adaptive", "display": "summarized"}
+    assert [tool["name"] for tool in request["tools"]] == ["web_search", "web_fetch"]
+    assert request["tools"][0]["max_uses"] == 5
+    assert request["tools"][1]["citations"] == {"enabled": True}
+    assert not {"temperature", "top_p", "top_k", "tool_choice", "output_config"} & set(request)
 
 
 async def test_max_tokens_is_clamped_to_the_model(
