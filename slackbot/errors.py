@@ -18,3 +18,8 @@ class ModelRefused(ConfigError):
 class UsageError(Exception):
     """`slackbot usage`: a bad argument or an unreadable database; the text is the one line the
     operator sees."""
+
+
+class StoreUnavailable(Exception):
+    """A store call made after the store was closed; the turn fails like any store error (the
+    person sees the generic apology, the log has the rest)."""

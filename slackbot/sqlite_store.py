@@ -43,9 +43,16 @@ class SqliteStore:
     _thread: DatabaseThread = field(repr=False)
 
     @classmethod
-    async def open(cls, path: str) -> SqliteStore:
-        store = cls(path=path, _thread=DatabaseThread(lambda: _connect(path), "slackbot-store"))
-        await store._run(store._migrate)
+    async def open(cls, path: str, *, busy_timeout: float = 5.0) -> SqliteStore:
+        """Open (creating and migrating) the database. A write waits up to `busy_timeout`
+        seconds for another process's write lock before it fails."""
+        thread = DatabaseThread(lambda: _connect(path, busy_timeout), "slackbot-store")
+        store = cls(path=path, _thread=thread)
+        try:
+            await store._run(store._migrate)
+        except BaseException:
+            await thread.stop()
+            raise
         return store
 
     async def close(self) -> None:
@@ -489,10 +496,15 @@ class SqliteStore:
         return await self._run(_unfinished)
 
 
-def _connect(path: str) -> sqlite_utils.Database:
-    db = sqlite_utils.Database(sqlite3.connect(path, isolation_level=None))
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: durable across a process crash
-    db.execute("PRAGMA foreign_keys=ON")
-    db.execute("PRAGMA busy_timeout=5000")
+def _connect(path: str, busy_timeout: float) -> sqlite_utils.Database:
+    # The busy timeout is set first: switching a new file to WAL can wait for a lock too.
+    conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout)
+    try:
+        db = sqlite_utils.Database(conn)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: durable across a process crash
+        db.execute("PRAGMA foreign_keys=ON")
+    except BaseException:
+        conn.close()
+        raise
     return db
