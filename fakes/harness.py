@@ -150,7 +150,7 @@ async def start_harness(
     settings = make_settings(slack, claude, db_path, **overrides)
     bot = await create_bot(settings, anthropic_max_retries=0, store=await SqliteStore.open(db_path))
     await bot.conversations.recover()
-    runner = web.AppRunner(web_app(bot.app), access_log=None)
+    runner = web.AppRunner(web_app(bot), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

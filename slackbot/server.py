@@ -107,14 +107,18 @@ async def create_bot(
     return Bot(settings, store, session, slack, anthropic, conversations, app)
 
 
-def web_app(app: AsyncApp) -> web.Application:
+def web_app(bot: Bot) -> web.Application:
     """`POST /slack/events` for Slack, `GET /healthz` for the host's health checks."""
+    app = bot.app
 
     async def events(request: web.Request) -> web.Response:
         return await to_aiohttp_response(await app.async_dispatch(await to_bolt_request(request)))
 
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"ok": True})
+        # 503: this bot can answer no one (its store is closed or stuck); the host may restart it.
+        if await bot.store.healthy():
+            return web.json_response({"ok": True})
+        return web.json_response({"ok": False, "reason": "store not answering"}, status=503)
 
     application = web.Application()
     application.router.add_post("/slack/events", events)
@@ -131,7 +135,7 @@ async def start_socket_mode(bot: Bot) -> AsyncSocketModeHandler:
 
 
 async def start_http(bot: Bot, host: str = "0.0.0.0") -> web.AppRunner:
-    runner = web.AppRunner(web_app(bot.app), access_log=None)
+    runner = web.AppRunner(web_app(bot), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, bot.settings.port).start()
     log.info("HTTP mode: listening on port %d (POST /slack/events)", bot.settings.port)

@@ -9,8 +9,10 @@ writes, and a committed row survives `kill -9`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -29,7 +31,12 @@ from slackbot.store import (
     WindowState,
 )
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
+
+#: `healthy()` reports a store that does not answer a trivial query within this many seconds.
+HEALTH_TIMEOUT = 2.0
 
 #: Processed-event records older than this are pruned at start-up (Slack retries for ~5 min).
 EVENT_RETENTION_SECONDS = 7 * 24 * 3600
@@ -57,6 +64,22 @@ class SqliteStore:
 
     async def close(self) -> None:
         await self._thread.stop()
+
+    async def healthy(self, timeout: float = HEALTH_TIMEOUT) -> bool:
+        """True if the store thread answers a trivial read within `timeout` seconds. Another
+        process holding the write lock does not make it unhealthy: reads go on in WAL mode."""
+        try:
+            await asyncio.wait_for(self._run(self._ping), timeout)
+        except TimeoutError:
+            log.warning("store: no answer to a trivial query within %.0f s", timeout)
+            return False
+        except Exception as exc:
+            log.warning("store: unhealthy: %s", exc)
+            return False
+        return True
+
+    def _ping(self) -> None:
+        self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
 
     # -- plumbing ---------------------------------------------------------------------------
 
