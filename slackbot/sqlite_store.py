@@ -13,7 +13,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -520,6 +522,7 @@ class SqliteStore:
 
 
 def _connect(path: str, busy_timeout: float) -> sqlite_utils.Database:
+    _owner_only(path)
     # The busy timeout is set first: switching a new file to WAL can wait for a lock too.
     conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout)
     try:
@@ -531,3 +534,17 @@ def _connect(path: str, busy_timeout: float) -> sqlite_utils.Database:
         conn.close()
         raise
     return db
+
+
+def _owner_only(path: str) -> None:
+    """Conversations are private: create the database file readable by its owner alone before
+    SQLite does (SQLite gives its -wal and -shm files the database file's mode), and take group
+    and other access away from those files where they exist and are ours."""
+    if path == ":memory:":
+        return
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            info = os.stat(name)
+            if info.st_uid == os.getuid() and info.st_mode & 0o077:
+                os.chmod(name, stat.S_IMODE(info.st_mode) & 0o700)
