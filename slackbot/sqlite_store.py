@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from typing import Any, TypeVar
 import sqlite_utils
 
 from slackbot.db_thread import DatabaseThread
+from slackbot.errors import AlreadyRunning
 from slackbot.migrations import migrations
 from slackbot.store import (
     StoredImage,
@@ -50,22 +52,31 @@ class SqliteStore:
 
     path: str
     _thread: DatabaseThread = field(repr=False)
+    _lock: int | None = field(default=None, repr=False)
 
     @classmethod
     async def open(cls, path: str, *, busy_timeout: float = 5.0) -> SqliteStore:
         """Open (creating and migrating) the database. A write waits up to `busy_timeout`
-        seconds for another process's write lock before it fails."""
+        seconds for another process's write lock before it fails.
+
+        The store holds an OS lock on `<path>.lock` until `close()` (or the process's end, even
+        by kill -9): a second one on the same file raises `AlreadyRunning`, since its start-up
+        recovery would take the first one's live replies for a crash's leftovers."""
+        lock = _lock_out_others(path)
         thread = DatabaseThread(lambda: _connect(path, busy_timeout), "slackbot-store")
-        store = cls(path=path, _thread=thread)
+        store = cls(path=path, _thread=thread, _lock=lock)
         try:
             await store._run(store._migrate)
         except BaseException:
-            await thread.stop()
+            await store.close()
             raise
         return store
 
     async def close(self) -> None:
         await self._thread.stop()
+        if self._lock is not None:
+            os.close(self._lock)  # and with it the lock
+            self._lock = None
 
     async def healthy(self, timeout: float = HEALTH_TIMEOUT) -> bool:
         """True if the store thread answers a trivial read within `timeout` seconds. Another
@@ -534,6 +545,25 @@ def _connect(path: str, busy_timeout: float) -> sqlite_utils.Database:
         conn.close()
         raise
     return db
+
+
+def _lock_out_others(path: str) -> int | None:
+    """Take `<path>.lock` (flock, not waiting); the descriptor holds it until closed."""
+    if path == ":memory:":
+        return None
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise AlreadyRunning(
+            f"another slackbot is already running on {path}"
+            " (several instances need PostgreSQL: DATABASE_URL)"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _owner_only(path: str) -> None:
