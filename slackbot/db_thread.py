@@ -136,7 +136,7 @@ class DatabaseThread:
             log.error("store: cannot open the database: %s", exc)
             return [(None, exc)] * len(batch)
         if len(batch) == 1:
-            return [self._call(batch[0])]
+            return [self._call_alone(batch[0])]
         try:
             db.execute("BEGIN IMMEDIATE")
         except Exception as exc:
@@ -156,6 +156,14 @@ class DatabaseThread:
         except Exception as exc:  # in a batch, that call's own savepoint was rolled back
             return None, exc
 
+    def _call_alone(self, job: _Job) -> _Outcome:
+        """A call outside any batch: it runs its own transactions."""
+        result, error = self._call(job)
+        if self.db.conn.in_transaction:  # left open, it would make every later BEGIN fail
+            self._rollback()
+            return None, error or RuntimeError("a store call left its transaction open")
+        return result, error
+
     def _run_shared(self, batch: list[_Job]) -> list[_Outcome]:
         outcomes: list[_Outcome] = []
         self.in_batch = True
@@ -171,7 +179,7 @@ class DatabaseThread:
                     if error is not None:
                         outcomes = [(None, e or error) for _, e in outcomes]
                     self.in_batch = False
-                    return outcomes + [self._call(rest) for rest in batch[index + 1 :]]
+                    return outcomes + [self._call_alone(rest) for rest in batch[index + 1 :]]
         finally:
             self.in_batch = False
         try:
@@ -188,7 +196,7 @@ class DatabaseThread:
         (busy_ms,) = db.execute("PRAGMA busy_timeout").fetchone()
         db.execute("PRAGMA busy_timeout=0")
         try:
-            return [self._call(job) for job in batch]
+            return [self._call_alone(job) for job in batch]
         finally:
             db.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
 

@@ -135,6 +135,21 @@ async def test_a_call_that_ends_the_batch_transaction_fails_the_calls_before_it(
         await store.close()
 
 
+async def test_a_call_that_leaves_its_transaction_open_fails_alone(tmp_path: Path) -> None:
+    store = await SqliteStore.open(str(tmp_path / "x.db"))
+
+    def unfinished() -> None:
+        store._db.execute("BEGIN IMMEDIATE")
+        store._db.execute("INSERT INTO events (event_id, received_at) VALUES ('E1', 0)")
+
+    try:
+        with pytest.raises(RuntimeError, match="left its transaction open"):
+            await asyncio.wait_for(store._run(unfinished), 10)
+        assert await store.claim_event("E1", "C1", ts(1))  # rolled back, and served again
+    finally:
+        await store.close()
+
+
 async def test_a_database_that_cannot_be_opened_fails_calls_until_it_can(tmp_path: Path) -> None:
     path = tmp_path / "not-yet" / "x.db"
 
