@@ -151,7 +151,7 @@ async def start_harness(
     bot = await create_bot(settings, anthropic_max_retries=0, store=await SqliteStore.open(db_path))
     bot.conversations.bot_user_id = slack.bot_user_id  # what start-up learns from auth.test
     await bot.conversations.recover()
-    runner = web.AppRunner(web_app(bot.app), access_log=None)
+    runner = web.AppRunner(web_app(bot), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -23,3 +23,13 @@ class UsageError(Exception):
 class StreamCutOff(Exception):
     """Claude's stream ended without `message_stop`: the reply is incomplete. People see
     `messages.claude_failure`'s wording for a broken connection."""
+
+
+class StoreUnavailable(Exception):
+    """A store call made after the store was closed; the turn fails like any store error (the
+    person sees the generic apology, the log has the rest)."""
+
+
+class AlreadyRunning(ConfigError):
+    """Another bot process serves the same SQLite file (its start-up recovery would close the
+    first one's live replies); the text is the one line the operator sees."""

@@ -17,6 +17,7 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncServerErrorRetryHandler
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from slackbot.app import build_app
@@ -112,19 +113,54 @@ async def create_bot(
     return Bot(settings, store, session, slack, anthropic, conversations, app)
 
 
-def web_app(app: AsyncApp) -> web.Application:
+#: The largest request body accepted (aiohttp's default, made explicit); above it aiohttp
+#: answers 413. Slack's events, a 40,000-character message with its rich-text blocks included,
+#: stay below it.
+MAX_REQUEST_BYTES = 1024 * 1024
+
+
+def web_app(bot: Bot) -> web.Application:
     """`POST /slack/events` for Slack, `GET /healthz` for the host's health checks."""
+    app = bot.app
+    secret = bot.settings.slack_signing_secret
+    verifier = SignatureVerifier(secret) if secret else None
 
     async def events(request: web.Request) -> web.Response:
-        return await to_aiohttp_response(await app.async_dispatch(await to_bolt_request(request)))
+        # The signature is checked here, before anything parses the body: Bolt parses first
+        # (a malformed body raised, a 500 with a traceback in the log, for anyone to send) and
+        # logs a refused body whole.
+        body = await request.read()  # above MAX_REQUEST_BYTES aiohttp answers 413 itself
+        if verifier is not None and not _signed_by_slack(verifier, body, request):
+            log.info("refused a request to /slack/events: no valid Slack signature")
+            return web.json_response({"error": "invalid request"}, status=401)
+        try:
+            bolt_request = await to_bolt_request(request)
+        except Exception as exc:  # signed yet malformed: not JSON, not an object, …
+            log.info("refused a request to /slack/events: malformed body (%s)", type(exc).__name__)
+            return web.json_response({"error": "malformed request"}, status=400)
+        return await to_aiohttp_response(await app.async_dispatch(bolt_request))
 
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"ok": True})
+        # 503: this bot can answer no one (its store is closed or stuck); the host may restart it.
+        if await bot.store.healthy():
+            return web.json_response({"ok": True})
+        return web.json_response({"ok": False, "reason": "store not answering"}, status=503)
 
-    application = web.Application()
+    application = web.Application(client_max_size=MAX_REQUEST_BYTES)
     application.router.add_post("/slack/events", events)
     application.router.add_get("/healthz", healthz)
     return application
+
+
+def _signed_by_slack(verifier: SignatureVerifier, body: bytes, request: web.Request) -> bool:
+    try:
+        return verifier.is_valid(
+            body,
+            request.headers.get("X-Slack-Request-Timestamp"),
+            request.headers.get("X-Slack-Signature"),
+        )
+    except ValueError:  # a timestamp that is no number, a body that is not UTF-8
+        return False
 
 
 async def start_socket_mode(bot: Bot) -> AsyncSocketModeHandler:
@@ -136,7 +172,7 @@ async def start_socket_mode(bot: Bot) -> AsyncSocketModeHandler:
 
 
 async def start_http(bot: Bot, host: str = "0.0.0.0") -> web.AppRunner:
-    runner = web.AppRunner(web_app(bot.app), access_log=None)
+    runner = web.AppRunner(web_app(bot), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, bot.settings.port).start()
     log.info("HTTP mode: listening on port %d (POST /slack/events)", bot.settings.port)

@@ -9,9 +9,14 @@ writes, and a committed row survives `kill -9`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import fcntl
 import json
+import logging
+import os
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -20,6 +25,7 @@ from typing import Any, TypeVar
 import sqlite_utils
 
 from slackbot.db_thread import DatabaseThread
+from slackbot.errors import AlreadyRunning
 from slackbot.migrations import migrations
 from slackbot.store import (
     PendingMessage,
@@ -30,7 +36,12 @@ from slackbot.store import (
     WindowState,
 )
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
+
+#: `healthy()` reports a store that does not answer a trivial query within this many seconds.
+HEALTH_TIMEOUT = 2.0
 
 #: Processed-event records older than this are pruned at start-up (Slack retries for ~5 min).
 EVENT_RETENTION_SECONDS = 7 * 24 * 3600
@@ -42,15 +53,47 @@ class SqliteStore:
 
     path: str
     _thread: DatabaseThread = field(repr=False)
+    _lock: int | None = field(default=None, repr=False)
 
     @classmethod
-    async def open(cls, path: str) -> SqliteStore:
-        store = cls(path=path, _thread=DatabaseThread(lambda: _connect(path), "slackbot-store"))
-        await store._run(store._migrate)
+    async def open(cls, path: str, *, busy_timeout: float = 5.0) -> SqliteStore:
+        """Open (creating and migrating) the database. A write waits up to `busy_timeout`
+        seconds for another process's write lock before it fails.
+
+        The store holds an OS lock on `<path>.lock` until `close()` (or the process's end, even
+        by kill -9): a second one on the same file raises `AlreadyRunning`, since its start-up
+        recovery would take the first one's live replies for a crash's leftovers."""
+        lock = _lock_out_others(path)
+        thread = DatabaseThread(lambda: _connect(path, busy_timeout), "slackbot-store")
+        store = cls(path=path, _thread=thread, _lock=lock)
+        try:
+            await store._run(store._migrate)
+        except BaseException:
+            await store.close()
+            raise
         return store
 
     async def close(self) -> None:
         await self._thread.stop()
+        if self._lock is not None:
+            os.close(self._lock)  # and with it the lock
+            self._lock = None
+
+    async def healthy(self, timeout: float = HEALTH_TIMEOUT) -> bool:
+        """True if the store thread answers a trivial read within `timeout` seconds. Another
+        process holding the write lock does not make it unhealthy: reads go on in WAL mode."""
+        try:
+            await asyncio.wait_for(self._run(self._ping), timeout)
+        except TimeoutError:
+            log.warning("store: no answer to a trivial query within %.0f s", timeout)
+            return False
+        except Exception as exc:
+            log.warning("store: unhealthy: %s", exc)
+            return False
+        return True
+
+    def _ping(self) -> None:
+        self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -530,10 +573,49 @@ class SqliteStore:
         return await self._run(_unfinished)
 
 
-def _connect(path: str) -> sqlite_utils.Database:
-    db = sqlite_utils.Database(sqlite3.connect(path, isolation_level=None))
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: durable across a process crash
-    db.execute("PRAGMA foreign_keys=ON")
-    db.execute("PRAGMA busy_timeout=5000")
+def _connect(path: str, busy_timeout: float) -> sqlite_utils.Database:
+    _owner_only(path)
+    # The busy timeout is set first: switching a new file to WAL can wait for a lock too.
+    conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout)
+    try:
+        db = sqlite_utils.Database(conn)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: durable across a process crash
+        db.execute("PRAGMA foreign_keys=ON")
+    except BaseException:
+        conn.close()
+        raise
     return db
+
+
+def _lock_out_others(path: str) -> int | None:
+    """Take `<path>.lock` (flock, not waiting); the descriptor holds it until closed."""
+    if path == ":memory:":
+        return None
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise AlreadyRunning(
+            f"another slackbot is already running on {path}"
+            " (several instances need PostgreSQL: DATABASE_URL)"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _owner_only(path: str) -> None:
+    """Conversations are private: create the database file readable by its owner alone before
+    SQLite does (SQLite gives its -wal and -shm files the database file's mode), and take group
+    and other access away from those files where they exist and are ours."""
+    if path == ":memory:":
+        return
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            info = os.stat(name)
+            if info.st_uid == os.getuid() and info.st_mode & 0o077:
+                os.chmod(name, stat.S_IMODE(info.st_mode) & 0o700)

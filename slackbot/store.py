@@ -96,6 +96,10 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    async def healthy(self) -> bool:
+        """True if the store answers a trivial query within ~2 s (`GET /healthz` says so)."""
+        ...
+
     async def claim_event(self, event_id: str | None, channel: str, ts: str) -> bool:
         """Record an event as processed; False if it (or the same message) was seen before."""
         ...

@@ -21,7 +21,7 @@ from fakes.slack import FakeSlack, event_callback, message_event, signed_event_r
 from slackbot import messages
 from slackbot.message_split import MESSAGE_LIMIT
 from slackbot.sqlite_store import SqliteStore
-from tests.test_images_and_restarts import bot_process
+from tests.processes import bot_process
 
 
 @contextlib.contextmanager

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import os
 import signal
-import socket
-import sys
-from collections.abc import AsyncIterator
-from typing import Any
-
-import aiohttp
 
 from fakes.claude import FakeClaude, Script
-from fakes.harness import CHANNEL, SIGNING_SECRET, Harness, bot_env, start_harness
-from fakes.slack import FakeSlack, event_callback, message_event, signed_event_request
+from fakes.harness import CHANNEL, Harness, start_harness
+from fakes.slack import FakeSlack
 from slackbot.conversation import CHECKPOINT_SECONDS
 from tests.images import decode, encode, gradient
+from tests.processes import bot_process, mention_over_http
 
 
 async def test_attached_image_becomes_a_base64_block_and_stays_in_history(
@@ -114,61 +107,6 @@ async def test_kill_9_mid_reply_then_restart(
         await runner.cleanup()
         await second.close()
         await second.bot.close()
-
-
-@contextlib.asynccontextmanager
-async def bot_process(
-    slack: FakeSlack, claude: FakeClaude, db_path: str
-) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
-    """`python -m slackbot` in HTTP mode as its own process, pointed at the fakes; yields it
-    once healthy, and kills it on the way out if the test has not ended it."""
-    port = free_port()
-    env = {**os.environ, **bot_env(slack, claude, db_path), "PORT": str(port)}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "slackbot", env=env, stderr=asyncio.subprocess.DEVNULL
-    )
-    try:
-        await wait_healthy(port)
-        yield proc, port
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-
-
-async def mention_over_http(
-    slack: FakeSlack, port: int, text: str
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A person mentions the bot; Slack delivers the signed event. Returns message, payload."""
-    message = slack.add_user_message(CHANNEL, "U1", f"<@UBOT> {text}")
-    payload = event_callback(message_event(message, type="app_mention"))
-    body, headers = signed_event_request(SIGNING_SECRET, payload)
-    async with aiohttp.ClientSession() as session:
-        url = f"http://127.0.0.1:{port}/slack/events"
-        async with session.post(url, data=body, headers=headers) as response:
-            assert response.status == 200
-    return message, payload
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def wait_healthy(port: int, timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    async with aiohttp.ClientSession() as session:
-        while True:
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError("the bot never became healthy")
-            await asyncio.sleep(0.1)
 
 
 async def test_workspace_edit_budget_holds_under_tier3(

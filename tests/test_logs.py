@@ -9,7 +9,7 @@ import sys
 from fakes.claude import FakeClaude, Script
 from fakes.harness import CHANNEL, bot_env
 from fakes.slack import FakeSlack
-from tests.test_images_and_restarts import free_port, mention_over_http, wait_healthy
+from tests.processes import free_port, mention_over_http, wait_healthy
 
 
 async def test_start_up_and_a_reply_log_only_the_bots_own_lines(
