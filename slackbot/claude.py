@@ -11,6 +11,7 @@ tenth of the price by the next mention in the same thread.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,19 @@ import httpx2
 
 from slackbot.errors import StreamCutOff
 from slackbot.request_options import RequestOptions
-from slackbot.stream_events import Failed, Stop, StreamEvent, TextDelta, Usage
+from slackbot.stream_events import (
+    Citation,
+    Failed,
+    Stop,
+    StreamEvent,
+    TextDelta,
+    ThinkingDelta,
+    ThinkingEnded,
+    ThinkingStarted,
+    ToolCall,
+    ToolResult,
+    Usage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +84,15 @@ class Claude:
             return None
         return int(counted.input_tokens)
 
-    async def stream(self, messages: Sequence[Message]) -> AsyncIterator[StreamEvent]:
+    async def stream(
+        self, messages: Sequence[Message], *, searches_used: int = 0
+    ) -> AsyncIterator[StreamEvent]:
         """Stream one reply as typed events, ending with `Stop` or `Failed`.
 
-        Never raises (but for cancellation): a failed call is a `Failed` event after whatever
-        had arrived, so the caller can always finish the Slack message with a note.
+        `messages` ends with a user turn, or (continuing a `pause_turn`) with the paused
+        assistant content, verbatim. Never raises (but for cancellation): a failed call is a
+        `Failed` event after whatever had arrived, so the caller can always finish the Slack
+        message with a note.
         """
         body: dict[str, Any] = {
             "model": self.model,
@@ -83,10 +100,10 @@ class Claude:
             "system": self.system,
             "messages": cache_breakpoints(messages),
             "cache_control": EPHEMERAL,
-            **self.options.body(),
+            **self.options.body(searches_used=searches_used),
             "stream": True,
         }
-        stopped: Stop | None = None
+        blocks = _Blocks()
         try:
             # The raw events as dicts: the SDK still sends, retries and raises (an `error` event
             # included), but builds no pydantic model per delta and no message snapshot, which
@@ -100,23 +117,10 @@ class Claude:
             )
             async with raw_events:
                 async for raw in raw_events:
-                    event = cast(dict[str, Any], raw)
-                    kind = event.get("type")
-                    if kind == "content_block_delta":
-                        delta = event["delta"]
-                        if delta.get("type") == "text_delta":
-                            yield TextDelta(delta["text"])
-                    elif kind == "message_start":
-                        message = event["message"]
-                        yield Usage(message.get("usage") or {}, model=message.get("model"))
-                    elif kind == "message_delta":
-                        yield Usage(event.get("usage") or {})
-                        stopped = Stop((event.get("delta") or {}).get("stop_reason"))
-                    elif kind == "message_stop":
-                        if stopped is None:
-                            stopped = Stop(None)
-                        yield stopped
-                        return
+                    for event in blocks.take(cast(dict[str, Any], raw)):
+                        yield event
+                        if isinstance(event, Stop):
+                            return
             # The connection closed cleanly before `message_stop`: the reply is not whole.
             yield Failed(StreamCutOff("the stream ended before message_stop"))
         except (anthropic.APIError, httpx2.HTTPError) as exc:  # a cut-off or stalled stream
@@ -125,3 +129,92 @@ class Claude:
         except Exception as exc:
             log.exception("Claude stream broke")
             yield Failed(exc)
+
+
+class _Blocks:
+    """Raw SSE events → typed events, assembling the content blocks as the API would return
+    them (a `pause_turn` continuation must send them back verbatim)."""
+
+    def __init__(self) -> None:
+        self.content: list[dict[str, Any]] = []
+        self._current: dict[str, Any] | None = None
+        self._parts: list[str] = []  # the current block's text, thinking or input JSON
+        self._signature: list[str] = []
+        self._stop: Stop | None = None
+        self._after_other = False  # a non-text block came since the last text block
+
+    def take(self, event: dict[str, Any]) -> list[StreamEvent]:
+        kind = event.get("type")
+        if kind == "content_block_delta":
+            return self._delta(event["delta"])
+        if kind == "content_block_start":
+            return self._start(dict(event["content_block"]))
+        if kind == "content_block_stop":
+            return self._finish_block()
+        if kind == "message_start":
+            message = event["message"]
+            return [Usage(message.get("usage") or {}, model=message.get("model"))]
+        if kind == "message_delta":
+            self._stop = Stop((event.get("delta") or {}).get("stop_reason"), tuple(self.content))
+            return [Usage(event.get("usage") or {})]
+        if kind == "message_stop":
+            return [self._stop or Stop(None, tuple(self.content))]
+        return []
+
+    def _delta(self, delta: dict[str, Any]) -> list[StreamEvent]:
+        kind = delta.get("type")
+        if kind == "text_delta":
+            self._parts.append(delta["text"])
+            return [TextDelta(delta["text"])]
+        if kind == "thinking_delta":
+            self._parts.append(delta["thinking"])
+            return [ThinkingDelta(delta["thinking"])]
+        if kind == "input_json_delta":
+            self._parts.append(delta.get("partial_json") or "")
+        elif kind == "signature_delta":
+            self._signature.append(delta["signature"])
+        elif kind == "citations_delta" and self._current is not None:
+            self._current.setdefault("citations", []).append(delta["citation"])
+        return []
+
+    def _start(self, block: dict[str, Any]) -> list[StreamEvent]:
+        self._current, self._parts, self._signature = block, [], []
+        kind = str(block.get("type") or "")
+        if kind == "text":
+            events: list[StreamEvent] = []
+            if self._after_other and any(b.get("type") == "text" for b in self.content):
+                events.append(TextDelta("\n\n"))  # text after a tool call is a new paragraph
+            self._after_other = False
+            if block.get("text"):
+                self._parts.append(block["text"])
+                events.append(TextDelta(block["text"]))
+            return events
+        self._after_other = True
+        if kind == "thinking":
+            return [ThinkingStarted()]
+        if kind.endswith("_tool_result"):
+            return [ToolResult(block.get("tool_use_id", ""), kind, block.get("content"))]
+        return []
+
+    def _finish_block(self) -> list[StreamEvent]:
+        block, self._current = self._current, None
+        if block is None:
+            return []
+        kind = block.get("type")
+        joined = "".join(self._parts)
+        events: list[StreamEvent] = []
+        if kind == "text":
+            block["text"] = joined
+            events = [Citation(location) for location in block.get("citations") or []]
+        elif kind == "thinking":
+            block["thinking"] = joined
+            block["signature"] = block.get("signature", "") + "".join(self._signature)
+            events = [ThinkingEnded()]
+        elif kind in ("server_tool_use", "tool_use"):
+            try:
+                block["input"] = json.loads(joined) if joined else block.get("input") or {}
+            except ValueError:
+                block["input"] = {}
+            events = [ToolCall(block.get("id", ""), block.get("name", ""), block["input"])]
+        self.content.append(block)
+        return events

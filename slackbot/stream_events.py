@@ -72,9 +72,12 @@ class Usage:
 
 @dataclass(frozen=True)
 class Stop:
-    """The model stopped: `end_turn`, `max_tokens`, `refusal`, `pause_turn`, …"""
+    """The model stopped: `end_turn`, `max_tokens`, `refusal`, `pause_turn`, …; `content` is
+    the message's content blocks as the API returns them (a `pause_turn` continuation sends
+    them back verbatim)."""
 
     reason: str | None
+    content: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,11 @@ class StreamResult:
     started_at: float = field(default_factory=time.monotonic)
     first_token_at: float | None = None
     ended_at: float | None = None
+    #: The last message's content blocks (see `Stop.content`).
+    content: tuple[dict[str, Any], ...] = ()
+    #: Server tool calls the API counted (`usage.server_tool_use`), summed over continuations.
+    web_search_requests: int = 0
+    web_fetch_requests: int = 0
     _parts: list[str] = field(default_factory=list, repr=False)
     _counts: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -131,6 +139,7 @@ class StreamResult:
             self.usage = {key: int(self._counts.get(key) or 0) for key in USAGE_KEYS}
         elif isinstance(event, Stop):
             self.stop_reason = event.reason
+            self.content = event.content
         elif isinstance(event, Failed):
             self.error = event.error
 
