@@ -205,7 +205,8 @@ class _Blocks:
         events: list[StreamEvent] = []
         if kind == "text":
             block["text"] = joined
-            events = [Citation(location) for location in block.get("citations") or []]
+            if block.get("citations"):
+                events = [Citation(tuple(block["citations"]))]
         elif kind == "thinking":
             block["thinking"] = joined
             block["signature"] = block.get("signature", "") + "".join(self._signature)

@@ -57,9 +57,10 @@ class ToolResult:
 
 @dataclass(frozen=True)
 class Citation:
-    """A source the text just streamed cites (`location` is the API's citation object)."""
+    """The passage (text block) that just streamed cites these sources (the API's citation
+    objects: `web_search_result_location`, `char_location`, `page_location`, …)."""
 
-    location: dict[str, Any]
+    locations: tuple[dict[str, Any], ...]
 
 
 @dataclass(frozen=True)
