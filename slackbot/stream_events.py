@@ -128,6 +128,7 @@ class StreamResult:
     web_fetch_requests: int = 0
     _parts: list[str] = field(default_factory=list, repr=False)
     _counts: dict[str, Any] = field(default_factory=dict, repr=False)
+    _earlier: dict[str, int] = field(default_factory=dict, repr=False)
 
     def take(self, event: StreamEvent) -> None:
         if isinstance(event, TextDelta):
@@ -135,14 +136,38 @@ class StreamResult:
                 self.first_token_at = time.monotonic()
             self._parts.append(event.text)
         elif isinstance(event, Usage):
-            self.model = event.model or self.model
+            if event.model is not None:  # `message_start`: a new message (a continuation)
+                self._fold()
+                self.model = event.model
             self._counts.update({k: v for k, v in event.counts.items() if v is not None})
-            self.usage = {key: int(self._counts.get(key) or 0) for key in USAGE_KEYS}
+            self._sum_up()
         elif isinstance(event, Stop):
             self.stop_reason = event.reason
             self.content = event.content
         elif isinstance(event, Failed):
             self.error = event.error
+
+    def _fold(self) -> None:
+        """Add the finished message's counts to the reply's (a `pause_turn` continuation is a
+        request of its own, billed as such)."""
+        message = self._message_totals()
+        for key, value in message.items():
+            self._earlier[key] = self._earlier.get(key, 0) + value
+        self._counts = {}
+
+    def _message_totals(self) -> dict[str, int]:
+        totals = {key: int(self._counts.get(key) or 0) for key in USAGE_KEYS}
+        tools = self._counts.get("server_tool_use") or {}
+        for key in ("web_search_requests", "web_fetch_requests"):
+            totals[key] = int(tools.get(key) or 0)
+        return totals
+
+    def _sum_up(self) -> None:
+        message = self._message_totals()
+        totals = {key: self._earlier.get(key, 0) + value for key, value in message.items()}
+        self.web_search_requests = totals.pop("web_search_requests")
+        self.web_fetch_requests = totals.pop("web_fetch_requests")
+        self.usage = totals
 
     def close(self) -> StreamResult:
         """The stream is over: join the text and stop the clock."""
