@@ -18,12 +18,12 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from slackbot import context_window, message_split, messages
+from slackbot.attachments import Attachments
 from slackbot.claude import Claude, StreamResult
 from slackbot.config import Settings
 from slackbot.context_window import Fitted
 from slackbot.edit_budget import EditBudgets
 from slackbot.events import Incoming
-from slackbot.files import FileFetcher
 from slackbot.model_lookup import ModelLimits
 from slackbot.people import People
 from slackbot.reply import LiveReply, call_with_retry
@@ -56,7 +56,7 @@ class Conversations:
     store: Store
     claude: Claude
     people: People
-    fetcher: FileFetcher
+    attachments: Attachments
     budgets: EditBudgets
     bot_user_id: str | None = None
     #: What the model accepts: the fallback until start-up asks the Models API (`use_model`).
@@ -144,7 +144,10 @@ class Conversations:
         # earlier turns: fetch it while the placeholder goes out.
         reading = asyncio.create_task(
             read_message(
-                msg.message, people=self.people, fetcher=self.fetcher, bot_user_id=self.bot_user_id
+                msg.message,
+                people=self.people,
+                attachments=self.attachments,
+                bot_user_id=self.bot_user_id,
             )
         )
         try:
@@ -273,7 +276,7 @@ class Conversations:
                 client=self.client,
                 store=self.store,
                 people=self.people,
-                fetcher=self.fetcher,
+                attachments=self.attachments,
                 conversation_id=conversation_id,
                 channel=msg.channel,
                 thread_ts=msg.thread_ts,

@@ -20,14 +20,15 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncServerErrorRetryHan
 from slack_sdk.web.async_client import AsyncWebClient
 
 from slackbot.app import build_app
+from slackbot.attachments import Attachments
 from slackbot.claude import Claude
 from slackbot.config import Settings
 from slackbot.conversation import Conversations
 from slackbot.edit_budget import EditBudgets
 from slackbot.errors import ConfigError
-from slackbot.files import FileFetcher, files_info_from
 from slackbot.model_lookup import learn_model
 from slackbot.people import People
+from slackbot.slack_files import files_info_from
 from slackbot.sqlite_store import SqliteStore
 from slackbot.store import Store
 
@@ -82,7 +83,7 @@ async def create_bot(
         # half the CPU, which is what limits how many replies one process can stream at once.
         http_client=DefaultAioHttpClient(),
     )
-    fetcher = FileFetcher(
+    attachments = Attachments(
         session=session,
         bot_token=settings.slack_bot_token,
         trusted_hosts=[settings.slack_api_host, *settings.slack_file_hosts],
@@ -100,7 +101,7 @@ async def create_bot(
             system=settings.system_prompt,
         ),
         people=People(slack),
-        fetcher=fetcher,
+        attachments=attachments,
         budgets=EditBudgets(settings.edit_budget_per_minute, settings.edit_burst),
     )
     app = build_app(settings, client=slack, conversations=conversations)

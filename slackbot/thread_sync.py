@@ -13,8 +13,8 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from slackbot.attachments import Attachments
 from slackbot.events import is_person_message
-from slackbot.files import FileFetcher
 from slackbot.people import People
 from slackbot.store import Store
 from slackbot.user_turn import read_message, store_user_turn
@@ -58,7 +58,7 @@ async def sync_thread(
     client: AsyncWebClient,
     store: Store,
     people: People,
-    fetcher: FileFetcher,
+    attachments: Attachments,
     conversation_id: int,
     channel: str,
     thread_ts: str,
@@ -86,7 +86,9 @@ async def sync_thread(
         ts = str(message.get("ts", ""))
         if not ts or ts in known or ts > up_to_ts or not is_person_message(message, bot_user_id):
             continue
-        turn = await read_message(message, people=people, fetcher=fetcher, bot_user_id=bot_user_id)
+        turn = await read_message(
+            message, people=people, attachments=attachments, bot_user_id=bot_user_id
+        )
         added += int(await store_user_turn(store, conversation_id, turn))
     await store.mark_synced(conversation_id, up_to_ts)
     return added
