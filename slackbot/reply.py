@@ -59,8 +59,8 @@ async def call_with_retry(call: Callable[[], Awaitable[Any]], *, what: str) -> A
 def split_remainder(content: str, limit: int) -> tuple[str, str, str]:
     """Split `content` into (head, reopen_prefix, raw_rest) where raw_rest is a suffix of content.
 
-    `message_split.split_first` may prefix the remainder with a reopened code fence; separating it lets
-    a streaming reply keep reading the growing text by offset.
+    `message_split.split_first` may prefix the remainder with a reopened code fence; separating it
+    lets a streaming reply keep reading the growing text by offset.
     """
     head, rest = message_split.split_first(content, limit)
     if not rest or content.endswith(rest):
