@@ -108,8 +108,9 @@ class Attachments:
         files_info: FilesInfo | None = None,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> None:
-        """`trusted_hosts` are the hosts besides Slack's own that get the bot token (see
-        `slack_files.trusted_hosts_for`); a malformed one raises ValueError."""
+        """`trusted_hosts` are the origins besides Slack's own that get the bot token: the
+        `SLACK_API_URL` and `SLACK_FILE_HOSTS` entries (see `slack_files.origin_of`); a malformed
+        one raises ValueError."""
         self._slack_files = SlackFiles(
             session=session,
             bot_token=bot_token,

@@ -86,7 +86,7 @@ async def create_bot(
     attachments = Attachments(
         session=session,
         bot_token=settings.slack_bot_token,
-        trusted_hosts=[settings.slack_api_host, *settings.slack_file_hosts],
+        trusted_hosts=[settings.slack_api_url, *settings.slack_file_hosts],
         max_bytes=settings.max_file_bytes,
         files_info=files_info_from(slack),
     )

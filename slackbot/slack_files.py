@@ -3,9 +3,10 @@
 Why this module is careful:
 
 - The bot token reads every file the bot can see, so it is only ever sent to Slack's own hosts
-  (and hosts the operator configured). HTTP clients drop the header on a cross-host redirect, which
-  breaks Enterprise Grid downloads, so redirects are followed here, one hop at a time, and the
-  token is re-sent only where it may go.
+  (and the origins the operator configured), over https unless the operator said otherwise, and
+  to no other port: whoever runs another service on the same host must not receive it. HTTP
+  clients drop the header on a cross-host redirect, which breaks Enterprise Grid downloads, so
+  redirects are followed here, one hop at a time, and the token is re-sent only where it may go.
 - Slack answers a download it does not authorise with HTTP 200 and an HTML sign-in page, so the
   response is checked, never the status code alone.
 - File sizes come from users: the body is read only up to a cap, whatever Content-Length says.
@@ -23,7 +24,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 from slack_sdk.errors import SlackClientError
@@ -35,8 +36,9 @@ from slackbot.errors import FileRefused
 
 logger = logging.getLogger(__name__)
 
-# Slack's file hosts, matched with their subdomains and only over https.
+# Slack's file hosts, matched with their subdomains and only over https on port 443.
 SLACK_FILE_DOMAINS = ("slack.com", "slack-files.com", "slack-gov.com")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_TIMEOUT_SECONDS = 60.0
@@ -82,26 +84,44 @@ def _is_slack_domain(host: str) -> bool:
     return any(host == domain or host.endswith("." + domain) for domain in SLACK_FILE_DOMAINS)
 
 
-def trusted_hosts_for(api_url: str | None, extra: Iterable[str] = ()) -> frozenset[str]:
-    """The extra hosts to trust: the Slack API URL's host (a fake Slack in tests, GovSlack, a
-    proxy) and configured file hosts, each a host name, `host:port` or URL; blanks are skipped.
+class Origin(NamedTuple):
+    """Where a request goes: the token is trusted to exact origins, never to a host alone."""
 
-    Raises ValueError naming a malformed entry, so a typo in configuration fails at start-up
-    instead of silently withholding the token.
+    scheme: str
+    host: str
+    port: int
+
+
+def origin_of(entry: str) -> Origin:
+    """The one origin a `SLACK_API_URL` or `SLACK_FILE_HOSTS` entry names.
+
+    A URL means exactly its scheme, host and port (the scheme's default port if none is given);
+    a bare host name means https on 443, and `host:port` https on that port, so a plain entry
+    never sends the token in the clear. Raises ValueError naming a malformed entry, so a typo in
+    configuration fails at start-up instead of silently withholding the token.
     """
-    hosts = (_host_of(entry) for entry in (api_url, *extra) if entry and entry.strip())
-    return frozenset(hosts)
-
-
-def _host_of(entry: str) -> str:
     text = entry.strip()
+    malformed = ValueError(f"not a host name, host:port or http(s) URL: {entry!r}")
     try:
-        host = _normalise_host(URL(text if "://" in text else f"//{text}").raw_host)
+        url = URL(text if "://" in text else f"https://{text}")
+        host = _normalise_host(url.raw_host)
+        port = url.explicit_port or _DEFAULT_PORTS.get(url.scheme)
     except ValueError:
-        host = None
-    if host is None:
-        raise ValueError(f"not a host name or URL: {entry!r}")
-    return host
+        raise malformed from None
+    if host is None or port is None or url.scheme not in _DEFAULT_PORTS:
+        raise malformed
+    return Origin(url.scheme, host, port)
+
+
+def trusted_origins(entries: Iterable[str]) -> frozenset[Origin]:
+    """The origins besides Slack's own that get the bot token (the Slack API URL's — a fake Slack
+    in tests, GovSlack, a proxy — and configured file hosts); blanks are skipped.
+
+    Origins on Slack's own domains are dropped, so `http://slack.com/api/` as the API URL cannot
+    make plain-http slack.com trusted: those stay https on 443 only.
+    """
+    origins = (origin_of(entry) for entry in entries if entry and entry.strip())
+    return frozenset(origin for origin in origins if not _is_slack_domain(origin.host))
 
 
 # --- files.info
@@ -171,44 +191,43 @@ class SlackFiles:
         files_info: FilesInfo | None = None,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> None:
-        """`trusted_hosts` are extra hosts (see `trusted_hosts_for`) trusted over http or https;
-        a malformed one raises ValueError.
-
-        Extra hosts that are Slack's own domains are dropped, so `https://slack.com/api/` as the
-        API URL does not make plain-http slack.com trusted.
-        """
+        """`trusted_hosts` are the origins besides Slack's own that get the token, each a URL,
+        host name or `host:port` (see `origin_of`); a malformed one raises ValueError."""
         if max_bytes < 1 or timeout <= 0:
             raise ValueError("limits must be positive")
         self._session = session
         self._bot_token = bot_token
-        extra = trusted_hosts_for(None, trusted_hosts)
-        self._extra_hosts = frozenset(host for host in extra if not _is_slack_domain(host))
+        self._origins = trusted_origins(trusted_hosts)
         self._max_bytes = max_bytes
         self._files_info = files_info
         self._timeout = timeout
 
     def __repr__(self) -> str:
         # Spelled out so the token can never end up in a log line through repr().
-        return f"SlackFiles(extra_hosts={sorted(self._extra_hosts)!r})"
+        origins = sorted(f"{scheme}://{host}:{port}" for scheme, host, port in self._origins)
+        return f"SlackFiles(trusted={origins!r})"
 
     def is_trusted(self, url: str | URL) -> bool:
         """Whether the bot token may be sent to `url`.
 
-        Slack's domains and their subdomains over https; the configured extra hosts exactly, over
-        http or https. URLs with credentials in them are never trusted (aiohttp would send them).
+        Slack's domains and their subdomains over https on 443; the configured origins exactly:
+        same scheme, host and port. URLs with credentials in them are never trusted (aiohttp
+        would send them).
         """
         try:
             parsed = url if isinstance(url, URL) else URL(url)
+            if not parsed.absolute or parsed.user is not None or parsed.password is not None:
+                return False
+            host = _normalise_host(parsed.raw_host)
+            port = parsed.explicit_port or _DEFAULT_PORTS.get(parsed.scheme)
         except ValueError:
             return False
-        if not parsed.absolute or parsed.user is not None or parsed.password is not None:
+        if host is None or port is None:
             return False
-        host = _normalise_host(parsed.raw_host)
-        if host is None:
-            return False
-        if parsed.scheme == "https" and _is_slack_domain(host):
+        origin = Origin(parsed.scheme, host, port)
+        if origin.scheme == "https" and origin.port == 443 and _is_slack_domain(host):
             return True
-        return parsed.scheme in ("http", "https") and host in self._extra_hosts
+        return origin in self._origins
 
     async def resolve(self, file: Mapping[str, Any]) -> Mapping[str, Any]:
         """The complete file object: looked up with `files.info` when the event's copy has no

@@ -7,6 +7,7 @@ origin is trusted; the same server addressed as `localhost` is a different, untr
 from __future__ import annotations
 
 import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -15,7 +16,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from fakes.slack import FakeSlack
 from slackbot.errors import FileRefused
-from slackbot.slack_files import Downloaded, SlackFiles, files_info_from, trusted_hosts_for
+from slackbot.slack_files import (
+    Downloaded,
+    Origin,
+    SlackFiles,
+    files_info_from,
+    trusted_origins,
+)
 from tests.images import encode, gradient
 
 TOKEN = "xoxb-test-token"
@@ -25,9 +32,7 @@ PNG = encode(gradient(10, 10), "PNG")
 
 def downloader(session: aiohttp.ClientSession, slack: FakeSlack, **options: Any) -> SlackFiles:
     options.setdefault("bot_token", slack.bot_token)
-    return SlackFiles(
-        session=session, trusted_hosts=trusted_hosts_for(slack.api_url, ()), **options
-    )
+    return SlackFiles(session=session, trusted_hosts=[slack.api_url], **options)
 
 
 @pytest.fixture
@@ -69,8 +74,15 @@ def via_redirect(slack: FakeSlack, target: str, hops: int = 1) -> str:
         ("https://files.slack-files.com/a.png", True),
         ("https://slack-gov.com/files/a.png", True),
         ("https://files.slack-gov.com/a.png", True),
-        ("https://127.0.0.1/api/", True),
+        ("https://files.slack.com:443/a.png", True),
         ("http://127.0.0.1:9/files/a.png", True),
+        ("HTTP://127.0.0.1:9/files/a.png", True),
+        ("https://127.0.0.1/api/", False),  # the API's host, but not its scheme or port
+        ("https://127.0.0.1:9/api/", False),  # its port, but https instead of http
+        ("http://127.0.0.1/files/a.png", False),  # port 80
+        ("http://127.0.0.1:10/files/a.png", False),
+        ("https://files.slack.com:8443/a.png", False),
+        ("http://files.slack.com:443/a.png", False),
         ("https://evilslack.com/a.png", False),
         ("https://slack.com.evil.com/a.png", False),
         ("https://notslack-files.com/a.png", False),
@@ -93,7 +105,7 @@ def test_is_trusted(session: aiohttp.ClientSession, url: str, trusted: bool) -> 
     files = SlackFiles(
         session=session,
         bot_token=TOKEN,
-        trusted_hosts=trusted_hosts_for("http://127.0.0.1:9/api/", ()),
+        trusted_hosts=["http://127.0.0.1:9/api/"],
     )
     assert files.is_trusted(url) is trusted
 
@@ -103,21 +115,58 @@ def test_slack_api_host_stays_https_only(session: aiohttp.ClientSession) -> None
     files = SlackFiles(
         session=session,
         bot_token=TOKEN,
-        trusted_hosts=trusted_hosts_for("https://slack.com/api/", ["files.slack.com"]),
+        trusted_hosts=["https://slack.com/api/", "files.slack.com", "http://slack.com/api/"],
     )
     assert not files.is_trusted("http://slack.com/files/a.png")
     assert not files.is_trusted("http://files.slack.com/a.png")
     assert files.is_trusted("https://files.slack.com/a.png")
 
 
-def test_trusted_hosts_for() -> None:
-    hosts = trusted_hosts_for(
-        "http://127.0.0.1:8080/api/", ["files.example.com", " https://Grid.Example.com/ ", ""]
+def test_trusted_origins() -> None:
+    """SLACK_API_URL exactly; a bare SLACK_FILE_HOSTS name is https on 443, `host:port` https on
+    that port, a URL exactly what it says."""
+    origins = trusted_origins(
+        [
+            "http://127.0.0.1:8080/api/",
+            "files.example.com",
+            "cdn.example.com:8443",
+            " https://Grid.Example.com/ ",
+            "http://proxy.example.com",
+            "",
+        ]
     )
-    assert hosts == {"127.0.0.1", "files.example.com", "grid.example.com"}
-    assert trusted_hosts_for(None, ()) == frozenset()
-    with pytest.raises(ValueError, match="bad%host"):
-        trusted_hosts_for(None, ["bad%host"])
+    assert origins == {
+        Origin("http", "127.0.0.1", 8080),
+        Origin("https", "files.example.com", 443),
+        Origin("https", "cdn.example.com", 8443),
+        Origin("https", "grid.example.com", 443),
+        Origin("http", "proxy.example.com", 80),
+    }
+    assert trusted_origins([]) == frozenset()
+    for bad in ("bad%host", "ftp://files.example.com", "files.example.com:99999", "https://"):
+        with pytest.raises(ValueError, match="not a host name"):
+            trusted_origins([bad])
+
+
+@pytest.mark.parametrize(
+    ("entry", "url", "trusted"),
+    [
+        ("files.example.com", "https://files.example.com/a.png", True),
+        ("files.example.com", "https://files.example.com:443/a.png", True),
+        ("files.example.com", "http://files.example.com/a.png", False),
+        ("files.example.com", "https://files.example.com:8443/a.png", False),
+        ("files.example.com:8443", "https://files.example.com:8443/a.png", True),
+        ("files.example.com:8443", "https://files.example.com/a.png", False),
+        ("http://files.example.com:8080", "http://files.example.com:8080/a.png", True),
+        ("http://files.example.com:8080", "https://files.example.com:8080/a.png", False),
+        ("https://files.example.com/", "https://files.example.com/a.png", True),
+    ],
+)
+def test_file_host_entries_mean_one_origin(
+    session: aiohttp.ClientSession, entry: str, url: str, trusted: bool
+) -> None:
+    files = SlackFiles(session=session, bot_token=TOKEN, trusted_hosts=[entry])
+    assert files.is_trusted(url) is trusted
 
 
 def test_repr_does_not_show_the_token(files: SlackFiles) -> None:
@@ -329,3 +378,72 @@ async def test_check_file_info_without_files_info_becomes_a_note(files: SlackFil
 )
 async def test_unavailable_files_become_notes(files: SlackFiles, mode: str, text: str) -> None:
     assert (await refusal(files, {"id": "F1", "name": "a.png", "mode": mode})).text == text
+
+
+# --- The token goes to exact origins: scheme, host and port
+
+
+@pytest.fixture
+async def other_port() -> AsyncIterator[FakeSlack]:
+    """Another server on the same host, 127.0.0.1, on another port: not the configured API."""
+    async with FakeSlack() as fake:
+        yield fake
+
+
+async def test_token_not_sent_to_the_api_host_on_another_port(
+    files: SlackFiles, slack: FakeSlack, other_port: FakeSlack
+) -> None:
+    file = other_port.add_file(name="a.png", mimetype="image/png", content=PNG)
+    assert file["url_private"].startswith("http://127.0.0.1:")
+
+    refused = await refusal(files, file)
+
+    assert refused.text == "I didn't download a.png: its link doesn't point to Slack."
+    assert other_port.downloads == []
+
+
+async def test_token_not_sent_over_http_when_the_api_url_is_https(
+    session: aiohttp.ClientSession, slack: FakeSlack
+) -> None:
+    https_api = slack.api_url.replace("http://", "https://")
+    files = SlackFiles(session=session, bot_token=TOKEN, trusted_hosts=[https_api])
+    file = slack.add_file(name="a.png", mimetype="image/png", content=PNG)
+
+    refused = await refusal(files, file)
+
+    assert refused.text == "I didn't download a.png: its link doesn't point to Slack."
+    assert slack.downloads == []
+
+
+async def test_token_not_sent_to_a_same_host_redirect_on_another_port(
+    files: SlackFiles, slack: FakeSlack, other_port: FakeSlack
+) -> None:
+    target = other_port.add_file(name="a.png", mimetype="image/png", content=PNG)
+    file = slack.add_file(
+        name="a.png", mimetype="image/png", content=b"", redirect_to=target["url_private"]
+    )
+
+    refused = await refusal(files, file)
+
+    assert "files:read" in refused.text  # the other port answered its sign-in page
+    assert [d.auth_header_value for d in slack.downloads] == [f"Bearer {TOKEN}"]
+    assert [d.auth_header_value for d in other_port.downloads] == [None]
+
+
+async def test_token_still_sent_to_the_configured_origin_and_to_file_hosts(
+    session: aiohttp.ClientSession, slack: FakeSlack, other_port: FakeSlack
+) -> None:
+    """The exact origin of SLACK_API_URL, and a SLACK_FILE_HOSTS entry given as a URL."""
+    files = SlackFiles(
+        session=session,
+        bot_token=TOKEN,
+        trusted_hosts=[slack.api_url, f"http://127.0.0.1:{other_port.port}"],
+    )
+    here = slack.add_file(name="a.png", mimetype="image/png", content=PNG)
+    there = other_port.add_file(name="b.png", mimetype="image/png", content=PNG)
+
+    assert (await fetch(files, here)).data == PNG
+    assert (await fetch(files, there)).data == PNG
+    assert [d.auth_header_value for d in (*slack.downloads, *other_port.downloads)] == [
+        f"Bearer {TOKEN}"
+    ] * 2
