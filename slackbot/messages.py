@@ -96,6 +96,7 @@ FileProblem = Literal[
     "network_error",
     "too_many_pixels",
     "too_many_pixels_sized",
+    "over_message_budget",
     "not_an_image",
     "too_detailed",
     "unexpected",
@@ -121,6 +122,10 @@ _FILE_NOTES: dict[FileProblem, str] = {
     "network_error": "I couldn't download {name} (network error).",
     "too_many_pixels": "{name} is too large to open (too many pixels).",
     "too_many_pixels_sized": "{name} is too large to open ({width}×{height} pixels).",
+    "over_message_budget": (
+        "I didn't open {name}: this message's images add up to more than the {megapixels} "
+        "megapixels I open per message."
+    ),
     "not_an_image": "I couldn't read {name}: it isn't a valid PNG, JPEG, GIF or WebP image.",
     "too_detailed": "I couldn't shrink {name} below Claude's 5 MB image limit.",
     "unexpected": "I couldn't read {name} (something went wrong on my side).",

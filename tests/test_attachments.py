@@ -5,7 +5,11 @@ back, and that no bad file ends the turn."""
 from __future__ import annotations
 
 import base64
+import json
 import logging
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,6 +24,7 @@ from slackbot.slack_files import files_info_from
 from tests.images import decode, encode, gradient
 
 TOKEN = "xoxb-test-token"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def reader(session: aiohttp.ClientSession, slack: FakeSlack, **options: Any) -> Attachments:
@@ -161,6 +166,49 @@ def test_repr_does_not_show_the_token(attachments: Attachments) -> None:
     assert TOKEN not in repr(attachments)
 
 
+async def test_message_budget_goes_to_files_in_attachment_order(
+    session: aiohttp.ClientSession, slack: FakeSlack
+) -> None:
+    """The first file arrives last (its files.info lookup is slow), yet it gets its share."""
+    client = AsyncWebClient(token=TOKEN, base_url=slack.api_url, session=session)
+    attachments = reader(
+        session, slack, files_info=files_info_from(client), max_pixels_per_message=25_000
+    )
+    body = encode(gradient(100, 100), "PNG")  # 10,000 pixels each
+    files = [slack.add_file(name=f"{n}.png", mimetype="image/png", content=body) for n in "abcd"]
+    files[0] = {"id": files[0]["id"], "file_access": "check_file_info"}
+    slack.delay("files.info", 0.3)
+
+    images, notes = await attachments.read_all(files)
+
+    assert [image.name for image in images] == ["a.png", "b.png"]
+    assert [note.text for note in notes] == [
+        f"I didn't open {name}: this message's images add up to more than the 0.025 megapixels I "
+        "open per message."
+        for name in ("c.png", "d.png")
+    ]
+    assert slack.downloads[-1].path.endswith("/a.png")  # it was indeed the last to arrive
+
+
+async def test_a_file_that_fails_early_does_not_hold_up_the_budget(
+    session: aiohttp.ClientSession, slack: FakeSlack
+) -> None:
+    attachments = reader(session, slack, max_pixels_per_message=15_000)
+    body = encode(gradient(100, 100), "PNG")
+    files = [
+        slack.add_file(name="gone.png", mimetype="image/png", content=body, status=404),
+        slack.add_file(name="doc.pdf", mimetype="application/pdf", content=b"%PDF-1"),
+        slack.add_file(name="broken.png", mimetype="image/png", content=b"not a png"),
+        slack.add_file(name="fine.png", mimetype="image/png", content=body),
+        slack.add_file(name="late.png", mimetype="image/png", content=body),
+    ]
+
+    images, notes = await attachments.read_all(files)
+
+    assert [image.name for image in images] == ["fine.png"]
+    assert [note.name for note in notes] == ["gone.png", "doc.pdf", "broken.png", "late.png"]
+
+
 async def test_against_the_shared_fake_slack(session: aiohttp.ClientSession) -> None:
     async with FakeSlack(bot_token=TOKEN) as fake:
         client = AsyncWebClient(token=TOKEN, base_url=fake.api_url, session=session)
@@ -193,3 +241,39 @@ async def test_against_the_shared_fake_slack(session: aiohttp.ClientSession) -> 
             f"Bearer {TOKEN}",
             None,
         ]
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
+def test_decompression_amplification_is_bounded_per_message_and_process() -> None:
+    """Tiny PNGs that decode to ~200 MB each (`tests/decode_memory.py`, in a fresh process):
+    each message decodes at most its pixel budget, the files beyond it become notes naming them
+    (in attachment order, whatever order the downloads finish in), the rest is still answered,
+    and memory stays bounded while decoding and is given back afterwards."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.decode_memory"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+
+    over = [f"a{index}.png" for index in range(5, 9)]
+    assert result["A"] == {
+        "images": ["a1.png", "a2.png", "a3.png", "a4.png", "a-small.png"],
+        "notes": [
+            [
+                name,
+                f"I didn't open {name}: this message's images add up to more than the 200 "
+                "megapixels I open per message.",
+            ]
+            for name in over
+        ],
+    }
+    assert result["B"] == {"images": ["b1.png"], "notes": []}
+    # Generous bounds over the process's own baseline: decoding all ten, two at a time, grew it
+    # by ~700 MB at the peak and kept ~600 MB; one decode at a time is ~270 MB, given back after.
+    assert result["peak"] - result["rss_before"] < 400, result
+    assert result["rss_after"] - result["rss_before"] < 100, result

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import pytest
 
 from slackbot.errors import FileRefused
-from slackbot.images import MAX_BASE64_BYTES, Images
+from slackbot.images import MAX_BASE64_BYTES, ImageBlock, Images, _DecodeLimit
 from tests.images import (
     animated_gif,
     decode,
@@ -24,9 +25,14 @@ def images() -> Images:
     return Images()
 
 
+async def convert(images: Images, data: bytes, name: str) -> ImageBlock:
+    """Both steps, as `Attachments` takes them (with its budget check in between)."""
+    return await images.convert(await images.open(data, name))
+
+
 async def refusal(images: Images, data: bytes, name: str) -> FileRefused:
     with pytest.raises(FileRefused) as refused:
-        await images.convert(data, name)
+        await convert(images, data, name)
     assert refused.value.name == name
     return refused.value
 
@@ -46,7 +52,7 @@ async def test_small_image_is_kept_as_is(
     body = encode(gradient(320, 200, "RGB").convert(mode), pillow_format)
     name = f"small.{pillow_format.lower()}"
 
-    block = await images.convert(body, name)
+    block = await convert(images, body, name)
 
     assert block.media_type == media_type
     assert block.name == name
@@ -60,7 +66,7 @@ async def test_small_image_is_kept_as_is(
 
 async def test_media_type_comes_from_the_bytes_not_from_the_name(images: Images) -> None:
     """Slack derives the mimetype from the name; Claude rejects a block whose type is wrong."""
-    block = await images.convert(encode(gradient(10, 10), "JPEG"), "photo.png")
+    block = await convert(images, encode(gradient(10, 10), "JPEG"), "photo.png")
 
     assert block.media_type == "image/jpeg"
 
@@ -88,14 +94,14 @@ async def test_decompression_bomb_is_refused(images: Images, width: int, height:
 
 
 async def test_large_photo_is_shrunk_to_the_long_edge(images: Images) -> None:
-    block = await images.convert(encode(gradient(4000, 3000), "JPEG"), "photo.jpg")
+    block = await convert(images, encode(gradient(4000, 3000), "JPEG"), "photo.jpg")
 
     assert block.media_type == "image/jpeg"
     assert decode(block.data).size == (1568, 1176)
 
 
 async def test_tall_png_is_shrunk_and_stays_png(images: Images) -> None:
-    block = await images.convert(encode(gradient(1500, 4000, "RGBA"), "PNG"), "tall.png")
+    block = await convert(images, encode(gradient(1500, 4000, "RGBA"), "PNG"), "tall.png")
 
     assert block.media_type == "image/png"
     image = decode(block.data)
@@ -109,7 +115,7 @@ async def test_noisy_png_is_re_encoded_under_the_base64_limit(images: Images) ->
     body = encode(image, "PNG")
     assert len(body) > MAX_BASE64_BYTES
 
-    block = await images.convert(body, "noise.png")
+    block = await convert(images, body, "noise.png")
 
     assert len(block.data) <= MAX_BASE64_BYTES
     assert block.media_type == "image/jpeg"
@@ -122,13 +128,13 @@ async def test_noisy_png_is_re_encoded_under_the_base64_limit(images: Images) ->
 async def test_small_animated_gif_is_kept(images: Images) -> None:
     body = animated_gif(100, 80, frames=3)
 
-    block = await images.convert(body, "wave.gif")
+    block = await convert(images, body, "wave.gif")
 
     assert (block.media_type, base64.b64decode(block.data)) == ("image/gif", body)
 
 
 async def test_large_animated_gif_becomes_its_first_frame(images: Images) -> None:
-    block = await images.convert(animated_gif(3200, 200, frames=3), "wide.gif")
+    block = await convert(images, animated_gif(3200, 200, frames=3), "wide.gif")
 
     assert block.media_type == "image/png"
     image = decode(block.data)
@@ -137,7 +143,7 @@ async def test_large_animated_gif_becomes_its_first_frame(images: Images) -> Non
 
 
 async def test_exif_orientation_is_applied(images: Images) -> None:
-    block = await images.convert(jpeg_with_orientation(200, 100, 6), "phone.jpg")
+    block = await convert(images, jpeg_with_orientation(200, 100, 6), "phone.jpg")
 
     image = decode(block.data)
     assert image.size == (100, 200)
@@ -149,3 +155,52 @@ def test_limits_are_checked() -> None:
         Images(max_long_edge=9000)
     with pytest.raises(ValueError, match="positive"):
         Images(max_concurrent_decodes=0)
+
+
+async def test_what_decoding_costs_is_read_from_the_header() -> None:
+    """A large photo is decoded at a fraction of its size (JPEG draft mode, along both edges);
+    an animation kept as is costs every frame."""
+    images = Images(max_long_edge=500)
+
+    photo = await images.open(encode(gradient(4000, 3000), "JPEG"), "photo.jpg")
+    flat = await images.open(encode(gradient(4000, 3000), "PNG"), "flat.png")
+    wave = await Images().open(animated_gif(100, 80, frames=3), "wave.gif")
+
+    assert (photo.as_is, photo.pixels, photo.frame_pixels) == (False, 1000 * 750, 1000 * 750)
+    assert (flat.as_is, flat.pixels) == (False, 4000 * 3000)
+    assert (wave.as_is, wave.pixels, wave.frame_pixels) == (True, 3 * 8000, 8000)
+    assert decode((await images.convert(photo)).data).size == (500, 375)
+
+
+async def test_decode_limit_weighs_pixels_and_serves_in_order() -> None:
+    limit = _DecodeLimit(max_decodes=2, max_pixels=100)
+    order: list[str] = []
+    release: dict[str, asyncio.Event] = {}
+
+    async def decode(name: str, pixels: int) -> None:
+        release[name] = asyncio.Event()
+        async with limit.hold(pixels):
+            order.append(name)
+            await release[name].wait()
+
+    async def settle() -> None:
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    tasks = {
+        name: asyncio.create_task(decode(name, pixels))
+        for name, pixels in [("big", 80), ("huge", 500), ("small", 10), ("tiny", 1)]
+    }
+    await settle()
+    assert order == ["big"]  # "huge" (run alone, as if 100) waits, and so does everyone after it
+    tasks["small"].cancel()  # a waiter that gives up leaves no hole
+    release["big"].set()
+    await settle()
+    assert order == ["big", "huge"]
+    release["huge"].set()
+    await settle()
+    assert order == ["big", "huge", "tiny"]
+    release["tiny"].set()
+    await asyncio.gather(*tasks.values(), return_exceptions=True)
+    async with limit.hold(100):  # everything was given back
+        pass
