@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from aiohttp import WSMsgType, web
 from aiohttp.web_request import FileField
@@ -62,6 +62,21 @@ class Download(NamedTuple):
     path: str
     had_auth_header: bool
     auth_header_value: str | None
+    host: str = ""  # the Host header: ``127.0.0.1:PORT`` or ``localhost:PORT``
+
+
+@dataclass(frozen=True)
+class _Serving:
+    """How a stored file's download answers, besides its content."""
+
+    redirect_to: str | None = None
+    public: bool = False
+    status: int = 200
+    padded_to: int | None = None
+    chunked: bool = False
+
+
+_CHUNK = 64 * 1024
 
 
 class SlackError(Exception):
@@ -131,7 +146,9 @@ class FakeSlack(LocalServer):
         self.missing_users: set[str] = set()
         self.files: dict[str, dict[str, Any]] = {}
         self.file_contents: dict[str, bytes] = {}
-        self.file_redirects: dict[str, str] = {}
+        self.file_serving: dict[str, _Serving] = {}
+        self.bytes_sent: Counter[str] = Counter()  # body bytes written per file id
+        self.sent_in_full: set[str] = set()  # file ids whose whole body was written
         self.downloads: list[Download] = []
         self.handlers: dict[str, Handler] = {}
 
@@ -292,10 +309,19 @@ class FakeSlack(LocalServer):
         content: bytes,
         filetype: str | None = None,
         redirect_to: str | None = None,
+        public: bool = False,
+        status: int = 200,
+        padded_to: int | None = None,
+        chunked: bool = False,
     ) -> dict[str, Any]:
         """Store a file and return its Slack file object; the server must be started.
 
-        With ``redirect_to``, an authorised download answers 302 to that URL instead.
+        With ``redirect_to``, an authorised download answers 302 to that URL instead. A ``public``
+        file is served without the token (a CDN's signed link); a ``status`` other than 200 is
+        answered to an authorised download instead of the file. ``padded_to`` makes the body
+        ``content`` followed by zero bytes up to that size, generated while it is sent, so a huge
+        file costs no memory; ``chunked`` leaves out its Content-Length. ``bytes_sent`` and
+        ``sent_in_full`` say how much of each body went out.
         """
         file_id = f"F{next(self._file_ids):010d}"
         prefix = f"{self.base_url}/files-pri/{self.team_id}-{file_id}"
@@ -320,8 +346,7 @@ class FakeSlack(LocalServer):
         }
         self.files[file_id] = file
         self.file_contents[file_id] = content
-        if redirect_to is not None:
-            self.file_redirects[file_id] = redirect_to
+        self.file_serving[file_id] = _Serving(redirect_to, public, status, padded_to, chunked)
         return file
 
     def reset(self) -> None:
@@ -329,6 +354,8 @@ class FakeSlack(LocalServer):
         self.calls.clear()
         self.messages.clear()
         self.downloads.clear()
+        self.bytes_sent.clear()
+        self.sent_in_full.clear()
         self._failures.clear()
         self._update_times.clear()
         self._timeline.clear()
@@ -486,26 +513,61 @@ class FakeSlack(LocalServer):
             raise SlackError("ratelimited", status=429, headers={"Retry-After": str(retry_after)})
         self._update_times.append(now)
 
-    async def _handle_file(self, request: web.Request) -> web.StreamResponse:
+    def _record_download(self, request: web.Request) -> None:
         auth = request.headers.get("Authorization")
-        self.downloads.append(Download(request.path_qs, auth is not None, auth))
+        self.downloads.append(Download(request.path_qs, auth is not None, auth, request.host))
         self._changed.set()
-        if auth != f"Bearer {self.bot_token}":
+
+    async def _handle_file(self, request: web.Request) -> web.StreamResponse:
+        self._record_download(request)
+        file_id = request.match_info["key"].partition("-")[2]
+        serving = self.file_serving.get(file_id, _Serving())
+        if (
+            request.headers.get("Authorization") != f"Bearer {self.bot_token}"
+            and not serving.public
+        ):
             # Real Slack: 200 and an HTML sign-in page, not a 401.
             return web.Response(text=SIGN_IN_PAGE, content_type="text/html")
-        file_id = request.match_info["key"].partition("-")[2]
         if file_id not in self.files:
             return web.Response(status=404, text="file not found", content_type="text/html")
-        if redirect := self.file_redirects.get(file_id):
-            raise web.HTTPFound(redirect)
-        return web.Response(
-            body=self.file_contents[file_id], content_type=self.files[file_id]["mimetype"]
-        )
+        if serving.redirect_to:
+            raise web.HTTPFound(serving.redirect_to)
+        if serving.status != 200:
+            return web.Response(status=serving.status, text="error", content_type="text/html")
+        return await self._send_file(request, file_id, serving)
+
+    async def _send_file(
+        self, request: web.Request, file_id: str, serving: _Serving
+    ) -> web.StreamResponse:
+        """Streams the body in chunks, counting what was written, until the client hangs up."""
+        content = self.file_contents[file_id]
+        size = max(len(content), serving.padded_to or 0)
+        response = web.StreamResponse(headers={"Content-Type": self.files[file_id]["mimetype"]})
+        if not serving.chunked:
+            response.content_length = size
+        await response.prepare(request)
+        try:
+            sent = 0
+            while sent < size:
+                chunk = content[sent : sent + _CHUNK]
+                chunk += bytes(min(_CHUNK, size - sent) - len(chunk))
+                await response.write(chunk)
+                sent += len(chunk)
+                self.bytes_sent[file_id] += len(chunk)
+            await response.write_eof()
+            self.sent_in_full.add(file_id)
+        except ConnectionError:
+            pass  # the client hung up: what a capped download does
+        return response
 
     async def _handle_redirect(self, request: web.Request) -> web.Response:
-        auth = request.headers.get("Authorization")
-        self.downloads.append(Download(request.path_qs, auth is not None, auth))
-        self._changed.set()
+        """``/redirect?to=URL`` answers 302 to ``URL``; ``&hops=n`` first through n-1 more."""
+        self._record_download(request)
+        hops = int(request.query.get("hops", "1"))
+        if hops > 1:
+            raise web.HTTPFound(
+                f"/redirect?{urlencode({'to': request.query['to'], 'hops': hops - 1})}"
+            )
         raise web.HTTPFound(request.query["to"])
 
     async def _handle_stats(self, request: web.Request) -> web.Response:

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from slack_sdk.web.async_client import AsyncWebClient
 
 from slackbot import accounting, context_window, messages, recovery
+from slackbot.attachments import Attachments
 from slackbot.claude import Claude
 from slackbot.config import Settings
 from slackbot.context_window import Fitted
 from slackbot.dedup import RecentDeliveries
 from slackbot.events import Incoming
-from slackbot.files import FileFetcher
 from slackbot.model_lookup import ModelLimits
 from slackbot.people import People
 from slackbot.reply import Replies, Reply
@@ -65,7 +65,7 @@ class Conversations:
     store: Store
     claude: Claude
     people: People
-    attachments: FileFetcher
+    attachments: Attachments
     replies: Replies
     bot_user_id: str | None = None
     #: What the model accepts: the fallback until start-up asks the Models API (`use_model`).

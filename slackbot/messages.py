@@ -1,11 +1,13 @@
 """Every piece of text a person sees in Slack, in one place.
 
-The placeholder, the notes under a reply, and the reasons a reply is incomplete. They are fixed,
-friendly sentences: the full exception goes to the log, never into Slack (`str(exc)` can carry
-request ids, URLs or internals).
+The placeholder, the notes under a reply (attachments included), and the reasons a reply is
+incomplete. They are fixed, friendly sentences: the full exception goes to the log, never into
+Slack (`str(exc)` can carry request ids, URLs or internals).
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import anthropic
 import httpx2  # the HTTP client anthropic uses; a cut-off stream raises its errors
@@ -92,3 +94,79 @@ def reply_note(
     elif not result.text.strip():
         lines.append(EMPTY_REPLY)
     return "\n".join(lines) or None
+
+
+# --- Files ----------------------------------------------------------------------------------
+#
+# Notes shown under a reply about an attachment the bot could not use, so one bad file never
+# ends the turn. Plain text containing the file's name (user input): whoever posts a note escapes
+# it for Slack.
+
+SUPPORTED_FILES = "PNG, JPEG, GIF and WebP images"
+
+FileProblem = Literal[
+    "unsupported",
+    "refused",
+    "lookup_failed",
+    "untrusted",
+    "no_link",
+    "deleted",
+    "hidden_by_limit",
+    "http_status",
+    "redirect_without_location",
+    "redirect_not_web",
+    "too_many_redirects",
+    "timed_out",
+    "network_error",
+    "too_many_pixels",
+    "too_many_pixels_sized",
+    "over_message_budget",
+    "not_an_image",
+    "too_detailed",
+    "unexpected",
+]
+
+_FILE_NOTES: dict[FileProblem, str] = {
+    "unsupported": f"I can't read {{name}} ({{kind}}) yet — I can only see {SUPPORTED_FILES}.",
+    "refused": (
+        "I couldn't download {name} (Slack refused access — is the `files:read` scope granted?)"
+    ),
+    "lookup_failed": (
+        "I couldn't look up {name} (Slack's files.info failed — is `files:read` granted?)"
+    ),
+    "untrusted": "I didn't download {name}: its link doesn't point to Slack.",
+    "no_link": "I couldn't download {name}: Slack didn't give me a link to it.",
+    "deleted": "I can't see {name}: it was deleted.",
+    "hidden_by_limit": "I can't see {name}: it's hidden by this workspace's file history limit.",
+    "http_status": "I couldn't download {name} (HTTP {status}).",
+    "redirect_without_location": "I couldn't download {name} (HTTP {status} without a Location).",
+    "redirect_not_web": "I couldn't download {name} (redirected to a non-web address).",
+    "too_many_redirects": "I couldn't download {name} (too many redirects).",
+    "timed_out": "I couldn't download {name} (timed out).",
+    "network_error": "I couldn't download {name} (network error).",
+    "too_many_pixels": "{name} is too large to open (too many pixels).",
+    "too_many_pixels_sized": "{name} is too large to open ({width}×{height} pixels).",
+    "over_message_budget": (
+        "I didn't open {name}: this message's images add up to more than the {megapixels} "
+        "megapixels I open per message."
+    ),
+    "not_an_image": "I couldn't read {name}: it isn't a valid PNG, JPEG, GIF or WebP image.",
+    "too_detailed": "I couldn't shrink {name} below Claude's 5 MB image limit.",
+    "unexpected": "I couldn't read {name} (something went wrong on my side).",
+}
+
+
+def file_note(problem: FileProblem, name: str, **details: object) -> str:
+    """The note for `problem` with file `name`; `details` fill the rest (`kind`, `status`, …)."""
+    return _FILE_NOTES[problem].format(name=name, **details)
+
+
+def file_too_big(name: str, limit: int, size: int | None = None) -> str:
+    """Over the download cap; `size` when it is known before reading (Slack's or the server's)."""
+    sized = f"{_megabytes(size)}; " if size is not None else ""
+    return f"{name} is too big for me ({sized}I read files up to {_megabytes(limit)})."
+
+
+def _megabytes(size: int) -> str:
+    value = size / (1024 * 1024)
+    return f"{value:.0f} MB" if value >= 10 or value == int(value) else f"{value:.1f} MB"

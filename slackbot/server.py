@@ -21,14 +21,15 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from slackbot.app import build_app
+from slackbot.attachments import Attachments
 from slackbot.claude import Claude
 from slackbot.config import Settings
 from slackbot.conversation import Conversations
 from slackbot.edit_budget import EditBudgets
 from slackbot.errors import ConfigError
-from slackbot.files import FileFetcher, files_info_from
 from slackbot.model_lookup import learn_model
 from slackbot.people import People
+from slackbot.slack_files import files_info_from
 from slackbot.sqlite_store import SqliteStore
 from slackbot.store import Store
 from slackbot.update_reply import UpdateReplies
@@ -84,10 +85,10 @@ async def create_bot(
         # half the CPU, which is what limits how many replies one process can stream at once.
         http_client=DefaultAioHttpClient(),
     )
-    fetcher = FileFetcher(
+    attachments = Attachments(
         session=session,
         bot_token=settings.slack_bot_token,
-        trusted_hosts=[settings.slack_api_host, *settings.slack_file_hosts],
+        trusted_hosts=[settings.slack_api_url, *settings.slack_file_hosts],
         max_bytes=settings.max_file_bytes,
         files_info=files_info_from(slack),
     )
@@ -102,7 +103,7 @@ async def create_bot(
             system=settings.system_prompt,
         ),
         people=People(slack),
-        attachments=fetcher,
+        attachments=attachments,
         replies=UpdateReplies(
             slack,
             EditBudgets(settings.edit_budget_per_minute, settings.edit_burst),

@@ -13,8 +13,8 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from slackbot.attachments import Attachments
 from slackbot.events import is_person_message
-from slackbot.files import FileFetcher
 from slackbot.people import People
 from slackbot.store import Store
 from slackbot.user_turn import read_message, store_user_turn
@@ -58,7 +58,7 @@ async def sync_thread(
     client: AsyncWebClient,
     store: Store,
     people: People,
-    attachments: FileFetcher,
+    attachments: Attachments,
     conversation_id: int,
     channel: str,
     thread_ts: str,

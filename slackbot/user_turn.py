@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from slackbot import slack_text
-from slackbot.files import FileFetcher, FileNote, ImageBlock
+from slackbot.attachments import Attachments, FileNote
+from slackbot.images import ImageBlock
 from slackbot.people import People
 from slackbot.store import Store, StoredImage
 
@@ -44,7 +45,7 @@ async def read_message(
     message: dict[str, Any],
     *,
     people: People,
-    attachments: FileFetcher,
+    attachments: Attachments,
     bot_user_id: str | None,
 ) -> UserTurn:
     raw = message.get("text") or ""
@@ -54,7 +55,7 @@ async def read_message(
     images: list[ImageBlock] = []
     notes: list[FileNote] = []
     if message.get("files"):
-        images, notes = await attachments.fetch_all(message["files"])
+        images, notes = await attachments.read_all(message["files"])
     return UserTurn(
         ts=str(message["ts"]),
         user_id=user_id,

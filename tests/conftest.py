@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 
 from fakes.claude import FakeClaude
@@ -41,3 +42,10 @@ async def harness(slack: FakeSlack, claude: FakeClaude, db_path: str) -> AsyncIt
         await runner.cleanup()
         await h.close()
         await h.bot.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """One real aiohttp session, as `create_bot` makes for the bot's downloads."""
+    async with aiohttp.ClientSession() as client_session:
+        yield client_session

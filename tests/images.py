@@ -40,7 +40,12 @@ def noise(width: int, height: int, mode: str = "RGB", seed: int = 0) -> Image.Im
 
 def animated_gif(width: int, height: int, frames: int) -> bytes:
     """An animated GIF whose frames differ, so Pillow keeps them all."""
-    images = [Image.new("P", (width, height), color=index * 40) for index in range(frames)]
+    images = [
+        Image.new("RGB", (width, height), (index * 60 % 256, 255 - index * 60 % 256, 0)).convert(
+            "P"
+        )
+        for index in range(frames)
+    ]
     return encode(images[0], "GIF", save_all=True, append_images=images[1:], duration=100, loop=0)
 
 
@@ -71,3 +76,19 @@ def decode(data_base64: str) -> Image.Image:
     image = Image.open(io.BytesIO(base64.b64decode(data_base64, validate=True)))
     image.load()
     return image
+
+
+def solid_png(width: int, height: int, colour: tuple[int, int, int] = (200, 30, 60)) -> bytes:
+    """A single-colour RGB PNG, compressed row by row: a 7000×7000 one is ~150 kB and costs no
+    memory to make, yet decodes to ~200 MB in Pillow, like a decompression-amplification upload."""
+    row = b"\x00" + bytes(colour) * width  # filter type 0, then the pixels
+    compressor = zlib.compressobj(9)
+    idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    signature = b"\x89PNG\r\n\x1a\n"
+    return signature + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")

@@ -317,6 +317,36 @@ async def test_cross_host_redirect_drops_the_token(slack: FakeSlack) -> None:
     assert [d.had_auth_header for d in slack.downloads] == [True, False, True, True]
 
 
+async def test_file_serving_controls(slack: FakeSlack) -> None:
+    """Public files skip the token; a status replaces the body; padding streams, and counts."""
+    public = slack.add_file(name="p.txt", mimetype="text/plain", content=b"cdn", public=True)
+    broken = slack.add_file(name="b.txt", mimetype="text/plain", content=b"x", status=503)
+    padded = slack.add_file(
+        name="z.bin",
+        mimetype="application/octet-stream",
+        content=b"ab",
+        padded_to=200_000,
+        chunked=True,
+    )
+    auth = {"Authorization": f"Bearer {slack.bot_token}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(public["url_private"]) as r:
+            assert await r.read() == b"cdn"
+        async with http.get(broken["url_private"], headers=auth) as r:
+            assert r.status == 503
+        async with http.get(padded["url_private"], headers=auth) as r:
+            assert r.content_length is None
+            assert await r.read() == b"ab" + bytes(200_000 - 2)
+        via = f"{slack.base_url}/redirect?hops=3&to={public['url_private']}"
+        async with http.get(via) as r:
+            assert await r.read() == b"cdn"
+    assert slack.bytes_sent[padded["id"]] == 200_000
+    assert slack.sent_in_full == {public["id"], padded["id"]}
+    assert [d.path.partition("?")[0] for d in slack.downloads][-4:] == ["/redirect"] * 3 + [
+        f"/files-pri/T1-{public['id']}/p.txt"
+    ]
+
+
 async def test_wait_for_explains_timeout(slack: FakeSlack, web: AsyncWebClient) -> None:
     await web.auth_test()
     with pytest.raises(AssertionError, match=r"after 0.1s; last Slack calls: \[auth.test\]"):
