@@ -23,6 +23,8 @@ DEFAULT_MODEL_LINE = "sonnet"
 DEFAULT_MAX_TOKENS = 8192
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 MB = 1024 * 1024
+#: The largest attachment downloaded (SLACKBOT_MAX_FILE_MB); the file code's default too.
+DEFAULT_MAX_FILE_BYTES = 20 * MB
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful assistant that lives in Slack. People talk to you by @-mentioning you in "
     "channel threads or by direct message. Several people may speak in one thread: each of their "
@@ -54,7 +56,7 @@ class Settings:
     edit_interval: float = 1.0
     edit_budget_per_minute: float = 45.0
     edit_burst: int = 5
-    max_file_bytes: int = 20 * MB
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     claude_read_timeout: float = 90.0
     log_level: str = "INFO"
     #: Claude's effort setting (`output_config.effort`); None sends none (the model's default).
@@ -76,10 +78,6 @@ class Settings:
     def socket_mode(self) -> bool:
         """Socket Mode when an app-level token is given; HTTP mode otherwise (the issue's rule)."""
         return bool(self.slack_app_token)
-
-    @property
-    def slack_api_host(self) -> str:
-        return urlsplit(self.slack_api_url).hostname or ""
 
 
 #: Every field's default, as written once in `Settings`: `load_settings` falls back to these.

@@ -85,13 +85,18 @@ async def create_bot(
         # half the CPU, which is what limits how many replies one process can stream at once.
         http_client=DefaultAioHttpClient(),
     )
-    attachments = Attachments(
-        session=session,
-        bot_token=settings.slack_bot_token,
-        trusted_hosts=[settings.slack_api_url, *settings.slack_file_hosts],
-        max_bytes=settings.max_file_bytes,
-        files_info=files_info_from(slack),
-    )
+    try:
+        attachments = Attachments(
+            session=session,
+            bot_token=settings.slack_bot_token,
+            trusted_hosts=[settings.slack_api_url, *settings.slack_file_hosts],
+            max_bytes=settings.max_file_bytes,
+            files_info=files_info_from(slack),
+        )
+    except ValueError as exc:  # a malformed SLACK_FILE_HOSTS entry
+        await session.close()
+        await store.close()
+        raise ConfigError(f"SLACK_FILE_HOSTS: {exc}") from None
     conversations = Conversations(
         settings=settings,
         client=slack,

@@ -32,6 +32,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from yarl import URL
 
 from slackbot import messages
+from slackbot.config import DEFAULT_MAX_FILE_BYTES
 from slackbot.errors import FileRefused
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ logger = logging.getLogger(__name__)
 SLACK_FILE_DOMAINS = ("slack.com", "slack-files.com", "slack-gov.com")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
-DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+DEFAULT_MAX_BYTES = DEFAULT_MAX_FILE_BYTES
 DEFAULT_TIMEOUT_SECONDS = 60.0
 MAX_REDIRECTS = 5
 

@@ -61,7 +61,7 @@ def test_overrides() -> None:
             "SLACKBOT_EDIT_BUDGET": "30/3",
         }
     )
-    assert s.slack_api_url == "https://slack-gov.com/api/" and s.slack_api_host == "slack-gov.com"
+    assert s.slack_api_url == "https://slack-gov.com/api/"
     assert s.slack_file_hosts == ("files.example.com", "cdn.example.com")
     assert s.claude_model == "claude-opus-4-6" and not s.claude_model_is_default
     assert (s.edit_budget_per_minute, s.edit_burst) == (30, 3)
