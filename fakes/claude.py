@@ -502,7 +502,7 @@ class FakeClaude(LocalServer):
             "first_token_at": None,
             "end_at": None,
             "ttft": script.ttft,
-            "last_text": _last_user_text(body)[-200:],
+            "last_text": _last_user_text(body)[-2000:],
         }
         self.timeline.append(record)
         cut = min(

@@ -20,6 +20,21 @@ from slackbot.server import Bot, create_bot, web_app
 from slackbot.sqlite_store import SqliteStore
 
 SIGNING_SECRET = "test-signing-secret"
+#: How the bot's per-mention context block starts (see `slackbot.request_context`).
+CONTEXT_HEADER = "[Context from the Slack app"
+
+
+def conversation(request: dict[str, Any]) -> list[dict[str, Any]]:
+    """A request's messages without the mention's context block (the last user block): the
+    conversation as the bot stored and rendered it."""
+    messages = [dict(m) for m in request["messages"]]
+    for message in messages:
+        message["content"] = [
+            b
+            for b in message["content"]
+            if not (b.get("type") == "text" and b.get("text", "").startswith(CONTEXT_HEADER))
+        ]
+    return messages
 CHANNEL = "C1"
 DM = "D1"
 

@@ -160,6 +160,7 @@ class FakeSlack(LocalServer):
         self._last_ts_us = 0
         self._file_ids = itertools.count(1)
         self._changed = asyncio.Event()
+        self.channels: dict[str, dict[str, Any]] = {}
 
         self.add_user(bot_user_id, display_name="slackbot", is_bot=True)
         self._methods: dict[str, Handler] = {
@@ -170,6 +171,7 @@ class FakeSlack(LocalServer):
             "users.info": self._users_info,
             "conversations.replies": self._conversations_replies,
             "conversations.history": self._conversations_history,
+            "conversations.info": self._conversations_info,
             "files.info": self._files_info,
             "assistant.threads.setStatus": self._set_status,
             "apps.connections.open": self._apps_connections_open,
@@ -847,6 +849,23 @@ class FakeSlack(LocalServer):
             "messages": [self._public(m) for m in top[:limit]],
             "has_more": len(top) > limit,
         }
+
+    def add_channel(self, channel_id: str, name: str, **extra: Any) -> dict[str, Any]:
+        """Register a channel's `conversations.info` object (unregistered ones get a default)."""
+        self.channels[channel_id] = {"id": channel_id, "name": name, **extra}
+        return self.channels[channel_id]
+
+    def _conversations_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = params.get("channel", "")
+        if not channel:
+            raise SlackError("channel_not_found")
+        info = self.channels.get(channel)
+        if info is None:
+            is_im = channel.startswith("D")
+            info = {"id": channel, "is_im": is_im}
+            if not is_im:
+                info["name"] = channel.lower()
+        return {"ok": True, "channel": info}
 
     def _files_info(self, params: dict[str, Any]) -> dict[str, Any]:
         file = self.files.get(params.get("file", ""))

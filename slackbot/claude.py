@@ -4,9 +4,9 @@ Errors are caught here and end the stream as a `Failed` event after whatever had
 the caller can always finish the Slack message (partial text plus a note) and the bot keeps
 serving.
 
-Every request is marked for prompt caching (top-level `cache_control`, plus `cache_breakpoints`):
-the system prompt and the conversation so far are written to the cache once and read back at a
-tenth of the price by the next mention in the same thread.
+Every request is marked for prompt caching (`cache_breakpoints`): the system prompt and the
+conversation so far are written to the cache once and read back at a tenth of the price by the
+next mention in the same thread.
 """
 
 from __future__ import annotations
@@ -42,24 +42,54 @@ Message = dict[str, Any]
 EPHEMERAL = {"type": "ephemeral"}
 
 
-def cache_breakpoints(messages: Sequence[Message]) -> list[Message]:
-    """A copy of `messages` with a prompt-cache breakpoint on the last block of the last
-    assistant turn: where the previous request's prompt ended, plus the reply to it.
+def _marked(message: Message) -> Message:
+    content = list(message["content"])
+    content[-1] = {**content[-1], "cache_control": EPHEMERAL}
+    return {**message, "content": content}
 
-    The request's top-level `cache_control` marks its last block (the whole prompt, for the next
-    mention to read). This second breakpoint is there because the API looks back at most 20
-    blocks from a breakpoint for a cached prefix: a mention after a busy stretch of the thread
-    would otherwise miss the previous prompt. The blocks themselves are unchanged, so the
-    prefix stays byte-stable from one mention to the next.
+
+def cache_breakpoints(messages: Sequence[Message]) -> list[Message]:
+    """A copy of `messages` with prompt-cache breakpoints on the last block of the last user
+    turn (the whole stored conversation, for the next mention to read) and on the last block of
+    the assistant turn before it (where the previous request's prompt ended, plus the reply).
+
+    The second one is there because the API looks back at most 20 blocks from a breakpoint for
+    a cached prefix: a mention after a busy stretch of the thread would otherwise miss the
+    previous prompt. The blocks themselves are unchanged, so the prefix stays byte-stable from
+    one mention to the next. Whatever follows (the mention's context, a paused turn) is after
+    the breakpoints and never breaks the cached prefix.
     """
     marked = list(messages)
-    for index in range(len(marked) - 1, -1, -1):
+    last_user = next(
+        (i for i in range(len(marked) - 1, -1, -1) if marked[i]["role"] == "user"), None
+    )
+    if last_user is None:
+        return marked
+    marked[last_user] = _marked(marked[last_user])
+    for index in range(last_user - 1, -1, -1):
         if marked[index]["role"] == "assistant":
-            content = list(marked[index]["content"])
-            content[-1] = {**content[-1], "cache_control": EPHEMERAL}
-            marked[index] = {**marked[index], "content": content}
+            marked[index] = _marked(marked[index])
             break
     return marked
+
+
+def request_messages(
+    history: Sequence[Message],
+    *,
+    context: str | None = None,
+    paused: Sequence[dict[str, Any]] = (),
+) -> list[Message]:
+    """The request's messages: the stored conversation (ending with a user turn) marked for
+    caching, then this mention's context as the last user block, then — continuing a
+    `pause_turn` — the paused assistant content, verbatim."""
+    messages = cache_breakpoints(history)
+    if context and messages and messages[-1]["role"] == "user":
+        last = messages[-1]
+        text = {"type": "text", "text": context}
+        messages[-1] = {**last, "content": [*last["content"], text]}
+    if paused:
+        messages.append({"role": "assistant", "content": list(paused)})
+    return messages
 
 
 @dataclass(frozen=True)
@@ -89,17 +119,15 @@ class Claude:
     ) -> AsyncIterator[StreamEvent]:
         """Stream one reply as typed events, ending with `Stop` or `Failed`.
 
-        `messages` ends with a user turn, or (continuing a `pause_turn`) with the paused
-        assistant content, verbatim. Never raises (but for cancellation): a failed call is a
-        `Failed` event after whatever had arrived, so the caller can always finish the Slack
-        message with a note.
+        `messages` is what `request_messages` builds. Never raises (but for cancellation): a
+        failed call is a `Failed` event after whatever had arrived, so the caller can always
+        finish the Slack message with a note.
         """
         body: dict[str, Any] = {
             "model": self.model,
             "max_tokens": self.max_tokens,
             "system": self.system,
-            "messages": cache_breakpoints(messages),
-            "cache_control": EPHEMERAL,
+            "messages": list(messages),
             **self.options.body(searches_used=searches_used),
             "stream": True,
         }

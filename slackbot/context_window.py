@@ -335,21 +335,31 @@ async def with_estimates(turns: Sequence[Turn]) -> tuple[list[Turn], dict[int, i
     return turns, estimates
 
 
-def window_for(claude: Claude, limits: ModelLimits, ratio: float | None) -> Window:
+def window_for(
+    claude: Claude, limits: ModelLimits, ratio: float | None, *, extra: str = ""
+) -> Window:
+    """What one request may hold; `extra` is text sent besides the turns (the mention's
+    context)."""
     window = limits.max_input_tokens
     margin = max(SAFETY_MIN_TOKENS, int(window * SAFETY_SHARE))
+    fixed = estimate_text_tokens(claude.system) + (estimate_text_tokens(extra) if extra else 0)
     return Window(
         tokens=max(1, window - claude.max_tokens - margin),
-        fixed_tokens=estimate_text_tokens(claude.system),
+        fixed_tokens=fixed,
         ratio=ratio or 1.0,
     )
 
 
 async def fit_to_window(
-    claude: Claude, limits: ModelLimits, turns: list[Turn], state: WindowState
+    claude: Claude,
+    limits: ModelLimits,
+    turns: list[Turn],
+    state: WindowState,
+    *,
+    extra: str = "",
 ) -> tuple[Fitted, float]:
     """The turns that fit the window, and the calibration ratio they were measured with."""
-    window = window_for(claude, limits, state.token_ratio)
+    window = window_for(claude, limits, state.token_ratio, extra=extra)
     fitted = fit(turns, window, Trim(state.kept_from_id, state.images_from_id))
     if fitted.tokens(window.ratio) > NEAR_LIMIT * window.tokens:
         counted = await claude.count_tokens(fitted.messages())

@@ -13,12 +13,14 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
 from slackbot import accounting, context_window, messages, recovery
 from slackbot.attachments import Attachments
-from slackbot.claude import Claude
+from slackbot.channels import Channels
+from slackbot.claude import Claude, request_messages
 from slackbot.config import Settings
 from slackbot.context_window import Fitted
 from slackbot.dedup import RecentDeliveries
@@ -26,6 +28,7 @@ from slackbot.events import Incoming
 from slackbot.model_lookup import ModelLimits
 from slackbot.people import People
 from slackbot.reply import Replies, Reply
+from slackbot.request_context import context_for
 from slackbot.request_options import request_options
 from slackbot.sequencer import Sequencer, Ticket
 from slackbot.slack_calls import call_with_retry
@@ -43,6 +46,8 @@ CHECKPOINT_SECONDS = 2.0
 ACK_WAIT_SECONDS = 2.0
 #: Messages acknowledged before a restart are answered after it if they are at most this old.
 PENDING_MAX_AGE_SECONDS = 24 * 3600
+#: A `pause_turn` is continued at most this many times; then the reply ends with a note.
+MAX_CONTINUATIONS = 5
 #: How long the final store write of a reply is retried (the reply is in Slack already).
 FINAL_STORE_SECONDS = 60.0
 
@@ -56,6 +61,8 @@ class _Prepared:
     state: WindowState
     notes: list[str]
     estimates: dict[int, int]
+    #: This mention's context (date, place, asker): sent last, never stored.
+    context: str
 
 
 @dataclass
@@ -65,6 +72,7 @@ class Conversations:
     store: Store
     claude: Claude
     people: People
+    channels: Channels
     attachments: Attachments
     replies: Replies
     bot_user_id: str | None = None
@@ -251,7 +259,7 @@ class Conversations:
         notice = False
         if prepared is not None:
             try:
-                await self._stream(reply, begin, prepared.fitted.messages(), result)
+                await self._stream(reply, begin, prepared, result)
                 notice = prepared.fitted.omitted and not prepared.state.trim_noticed
                 note = messages.reply_note(result, prepared.notes, context_trimmed=notice)
             except Exception:  # a bug showing an event: the reply still ends, with a note
@@ -292,10 +300,11 @@ class Conversations:
         """Everything Claude is sent: the thread synced and stored, then fitted to the window."""
         turns, state, notes = await self._store_turns(msg, conversation_id, reading)
         turns, estimates = await context_window.with_estimates(turns)
+        context = await context_for(msg, people=self.people, channels=self.channels)
         fitted, ratio = await context_window.fit_to_window(
-            self.claude, self.model_limits, turns, state
+            self.claude, self.model_limits, turns, state, extra=context
         )
-        return _Prepared(fitted, ratio, state, notes, estimates)
+        return _Prepared(fitted, ratio, state, notes, estimates, context)
 
     async def _store_turns(
         self, msg: Incoming, conversation_id: int, reading: asyncio.Task[UserTurn]
@@ -322,14 +331,24 @@ class Conversations:
         self,
         reply: Reply,
         begin: asyncio.Future[int],
-        history: list[dict[str, object]],
+        prepared: _Prepared,
         result: StreamResult,
     ) -> None:
+        """Stream the reply; a `pause_turn` (a long server-tool loop) is continued into the
+        same Slack reply, up to `MAX_CONTINUATIONS` times."""
         checkpoint = asyncio.create_task(self._checkpoint(reply, begin))
+        history = prepared.fitted.messages()
+        paused: list[dict[str, Any]] = []
         try:
-            async for event in self.claude.stream(history):
-                result.take(event)
-                reply.take(event)
+            for _ in range(MAX_CONTINUATIONS + 1):
+                request = request_messages(history, context=prepared.context, paused=paused)
+                searches = result.web_search_requests
+                async for event in self.claude.stream(request, searches_used=searches):
+                    result.take(event)
+                    reply.take(event)
+                if result.error is not None or result.stop_reason != "pause_turn":
+                    break
+                paused = [*paused, *result.content]
         finally:
             result.close()
             checkpoint.cancel()

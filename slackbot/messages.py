@@ -33,6 +33,8 @@ INTERRUPTED = "the bot restarted while writing it. Mention me again to get a ful
 RESET_DONE = "Starting a fresh conversation. Earlier messages in this DM are forgotten."
 INTERNAL = "something went wrong on my side. Please try again."
 STOPPED = "_Stopped._"
+PAUSED_TOO_OFTEN = "Claude was still working (searching, fetching) after several rounds. Ask again."
+STOPPED_EARLY = "Claude stopped early ({reason})."
 #: The store could not be written or read: the reply goes out, but may be forgotten.
 STORE_FAILED = "I couldn't reach my memory (the database), so I couldn't answer. Please try again."
 
@@ -91,6 +93,10 @@ def reply_note(
         lines.append(MAX_TOKENS_NOTE)
     elif result.stop_reason == "refusal":
         lines.append(REFUSAL_NOTE)
+    elif result.stop_reason == "pause_turn":
+        lines.append(incomplete(PAUSED_TOO_OFTEN))
+    elif result.stop_reason not in (None, "end_turn", "stop_sequence"):
+        lines.append(incomplete(STOPPED_EARLY.format(reason=result.stop_reason)))
     elif not result.text.strip():
         lines.append(EMPTY_REPLY)
     return "\n".join(lines) or None

@@ -1,8 +1,9 @@
-"""Display names of Slack users, resolved with `users.info` and cached.
+"""Slack users, resolved with `users.info` and cached: display names, and time zones.
 
 Every human turn is labelled with its speaker's name, and `<@U123>` mentions are rendered as
-`@Name`; a thread of 200 messages must not cost 200 `users.info` calls, so names are cached in a
+`@Name`; a thread of 200 messages must not cost 200 `users.info` calls, so people are cached in a
 bounded LRU (names rarely change, and the name stored with a turn never changes after the fact).
+The asker's time zone tells Claude what "today" and "this afternoon" mean to them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -18,22 +20,32 @@ from slack_sdk.web.async_client import AsyncWebClient
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Person:
+    id: str
+    name: str
+    #: IANA time zone (`users.info`'s `tz`), None if Slack gave none.
+    tz: str | None = None
+
+
 class People:
     def __init__(self, client: AsyncWebClient, *, max_entries: int = 10_000) -> None:
         self._client = client
-        self._names: OrderedDict[str, str] = OrderedDict()
-        self._pending: dict[str, asyncio.Future[str]] = {}
+        self._people: OrderedDict[str, Person] = OrderedDict()
+        self._pending: dict[str, asyncio.Future[Person]] = {}
         self._max = max_entries
 
-    async def name(self, user_id: str) -> str:
-        cached = self._names.get(user_id)
+    async def person(self, user_id: str) -> Person:
+        """The user as Slack describes them; a stand-in labelled with the id if the lookup
+        fails (asked again next time)."""
+        cached = self._people.get(user_id)
         if cached is not None:
-            self._names.move_to_end(user_id)
+            self._people.move_to_end(user_id)
             return cached
         pending = self._pending.get(user_id)
         if pending is not None:  # one users.info call per user, however many ask at once
             return await asyncio.shield(pending)
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Person] = asyncio.get_running_loop().create_future()
         self._pending[user_id] = future
         try:
             found = await self._lookup(user_id)
@@ -42,20 +54,23 @@ class People:
             found = None
         finally:
             del self._pending[user_id]
-        name = found or user_id
-        future.set_result(name)
+        person = found or Person(user_id, user_id)
+        future.set_result(person)
         if found is not None:
-            self._names[user_id] = found
-            if len(self._names) > self._max:
-                self._names.popitem(last=False)
-        return name
+            self._people[user_id] = found
+            if len(self._people) > self._max:
+                self._people.popitem(last=False)
+        return person
+
+    async def name(self, user_id: str) -> str:
+        return (await self.person(user_id)).name
 
     async def names(self, user_ids: Iterable[str]) -> dict[str, str]:
         unique = list(dict.fromkeys(user_ids))
-        resolved = await asyncio.gather(*(self.name(u) for u in unique))
-        return dict(zip(unique, resolved, strict=True))
+        resolved = await asyncio.gather(*(self.person(u) for u in unique))
+        return {person_id: person.name for person_id, person in zip(unique, resolved, strict=True)}
 
-    async def _lookup(self, user_id: str) -> str | None:
+    async def _lookup(self, user_id: str) -> Person | None:
         try:
             response = await self._client.users_info(user=user_id)
         except SlackApiError as exc:
@@ -63,10 +78,11 @@ class People:
             return None
         user = response.get("user") or {}
         profile = user.get("profile") or {}
-        return (
+        name = (
             profile.get("display_name")
             or profile.get("real_name")
             or user.get("real_name")
             or user.get("name")
             or user_id
         )
+        return Person(user_id, name, tz=user.get("tz") or None)

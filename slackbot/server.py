@@ -22,6 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from slackbot.app import build_app
 from slackbot.attachments import Attachments
+from slackbot.channels import Channels
 from slackbot.claude import Claude
 from slackbot.config import Settings
 from slackbot.conversation import Conversations
@@ -108,6 +109,7 @@ async def create_bot(
             system=settings.system_prompt,
         ),
         people=People(slack),
+        channels=Channels(slack),
         attachments=attachments,
         replies=UpdateReplies(
             slack,

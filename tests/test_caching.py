@@ -30,7 +30,7 @@ def without_marks(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def test_breakpoint_goes_on_the_last_assistant_block_only() -> None:
+def test_breakpoints_go_on_the_last_user_block_and_the_assistant_block_before_it() -> None:
     messages = [
         {"role": "user", "content": [{"type": "text", "text": "a"}]},
         {"role": "assistant", "content": [{"type": "text", "text": "b"}]},
@@ -40,7 +40,7 @@ def test_breakpoint_goes_on_the_last_assistant_block_only() -> None:
     ]  # fmt: skip
     original = [dict(m) for m in messages]
     marked = cache_breakpoints(messages)
-    assert marks({"messages": marked}) == [(3, 1)]
+    assert marks({"messages": marked}) == [(3, 1), (4, 0)]
     assert marked[3]["content"][1]["cache_control"] == {"type": "ephemeral"}
     assert messages == original  # the input is not modified
     assert without_marks(marked) == messages
@@ -53,10 +53,14 @@ async def test_requests_are_marked_for_caching(harness: Harness) -> None:
     await harness.settled()
 
     one, two = harness.claude.requests
-    assert one["cache_control"] == {"type": "ephemeral"} and marks(one) == []
-    assert two["cache_control"] == {"type": "ephemeral"}
-    assert marks(two) == [(1, 0)]  # the reply to the first mention, where its prompt ended
+    assert "cache_control" not in one and marks(one) == [(0, 0)]  # the stored conversation
+    # the reply to the first mention (where its prompt ended) and the new message
+    assert "cache_control" not in two and marks(two) == [(1, 0), (2, 0)]
     assert [m["role"] for m in two["messages"]] == ["user", "assistant", "user"]
+    # after the breakpoints: this mention's context, never cached, never stored
+    for request in (one, two):
+        assert request["messages"][-1]["content"][-1]["text"].startswith("[Context")
+    assert "[Context" not in str(two["messages"][:2])
 
 
 async def test_second_mention_reads_the_thread_from_the_cache(harness: Harness) -> None:
@@ -70,15 +74,18 @@ async def test_second_mention_reads_the_thread_from_the_cache(harness: Harness) 
     one, two = harness.claude.requests
     u1, u2 = harness.claude.usages
     assert u1.cache_read_input_tokens == 0
-    assert u1.cache_creation_input_tokens == harness.claude.estimate_tokens(one)
+    # everything but the mention's context (after the breakpoints) is written to the cache
+    assert 0 < u1.input_tokens < 200
+    assert u1.cache_creation_input_tokens == harness.claude.estimate_tokens(one) - u1.input_tokens
     # the whole first prompt is read back; only the reply and the new messages are written
-    assert u2.cache_read_input_tokens == harness.claude.estimate_tokens(one) > 0
-    assert u2.cache_creation_input_tokens == harness.claude.estimate_tokens(two) - (
-        u2.cache_read_input_tokens
-    )
-    assert u2.input_tokens == 0
-    # byte-stable: the first request's messages are a prefix of the second's
-    assert without_marks(two["messages"])[:1] == one["messages"]
+    assert u2.cache_read_input_tokens == u1.cache_creation_input_tokens > 0
+    assert u2.cache_creation_input_tokens + u2.input_tokens == harness.claude.estimate_tokens(
+        two
+    ) - (u2.cache_read_input_tokens)
+    assert 0 < u2.input_tokens < 200
+    # byte-stable: the first request's stored blocks are a prefix of the second's
+    first_blocks = without_marks(one["messages"])[0]["content"][:-1]  # less its context
+    assert without_marks(two["messages"])[0]["content"] == first_blocks
     assert two["system"] == one["system"]
 
 

@@ -9,7 +9,7 @@ import itertools
 from PIL import Image
 
 from fakes.claude import FakeClaude, Script
-from fakes.harness import CHANNEL
+from fakes.harness import CHANNEL, conversation
 from fakes.slack import FakeSlack
 from slackbot.context_window import (
     IMAGE_TOKENS_MAX,
@@ -189,7 +189,7 @@ async def test_thread_far_beyond_the_window_still_gets_an_answer(
     assert len(claude.requests) == 2
     for request in claude.requests:
         assert claude.estimate_tokens(request) + request["max_tokens"] <= 4000
-    blocks = [b["text"] for b in claude.requests[0]["messages"][0]["content"]]
+    blocks = [b["text"] for b in conversation(claude.requests[0])[0]["content"]]
     assert blocks[0] == "Alice: The task: remember the word banana."  # the first message stays
     assert blocks[1] == OMITTED_MARKER
     assert blocks[2].startswith("Bob: message ") and "message 00" not in blocks[2]  # oldest gone
@@ -198,7 +198,8 @@ async def test_thread_far_beyond_the_window_still_gets_an_answer(
     assert replies[0].startswith("Banana.") and CONTEXT_TRIMMED in replies[0]
     assert replies[1] == "Banana."
     # the cut stayed put, so the second mention read the first one's prompt from the cache
-    assert claude.usages[1].cache_read_input_tokens == claude.estimate_tokens(claude.requests[0])
+    first_prompt = claude.estimate_tokens(claude.requests[0]) - claude.usages[0].input_tokens
+    assert claude.usages[1].cache_read_input_tokens == first_prompt  # all but its context
 
 
 async def test_count_tokens_is_asked_only_near_the_limit(
@@ -238,7 +239,7 @@ async def test_continue_after_a_reply_cut_off_at_max_tokens(
     assert MAX_TOKENS_NOTE in replies[0]
     cut_off = "one two three four five six seven eight nine ten"[: 10 * 4]
     assert replies[0].startswith(cut_off.strip())
-    messages = claude.requests[-1]["messages"]
+    messages = conversation(claude.requests[-1])
     assert [m["role"] for m in messages] == ["user", "assistant", "user"]
     assert messages[1]["content"][0]["text"] == cut_off.strip()  # the truncated turn, as sent
     assert messages[2]["content"][-1]["text"] == "Alice: continue"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from fakes.claude import FakeClaude, Script
-from fakes.harness import CHANNEL, DM, Harness, make_settings, start_harness
+from fakes.harness import CHANNEL, DM, Harness, conversation, make_settings, start_harness
 from fakes.slack import FakeSlack, FakeSocketModeServer, event_callback, message_event
 from slackbot.server import create_bot, prepare, start_socket_mode
 
@@ -29,9 +29,8 @@ async def test_mention_gets_streamed_reply_in_thread(harness: Harness) -> None:
     assert len(harness.slack.calls_to("chat.update")) >= 2
 
     request = harness.claude.requests[-1]
-    assert request["messages"] == [
-        {"role": "user", "content": [{"type": "text", "text": "Alice: what is 2+2?"}]}
-    ]
+    marked = {"type": "text", "text": "Alice: what is 2+2?", "cache_control": {"type": "ephemeral"}}
+    assert conversation(request) == [{"role": "user", "content": [marked]}]
     assert "Slack" in request["system"]
     assert request["stream"] is True
 
@@ -45,7 +44,7 @@ async def test_follow_up_sees_whole_thread(harness: Harness) -> None:
     await harness.mention("which numbers?", thread_ts=first["ts"], user="U1")
     await harness.settled()
 
-    messages = harness.claude.requests[-1]["messages"]
+    messages = conversation(harness.claude.requests[-1])
     assert [m["role"] for m in messages] == ["user", "assistant", "user"]
     assert messages[0]["content"][0]["text"] == "Alice: remember the number 7"
     assert messages[1]["content"][0]["text"] == "First answer."
@@ -65,7 +64,7 @@ async def test_dm_top_level_is_one_running_conversation(harness: Harness) -> Non
     top_level = harness.replies(DM, None)
     assert len(top_level) == 2
     assert all(m.get("thread_ts") is None for m in top_level)
-    assert [m["role"] for m in harness.claude.requests[-1]["messages"]] == [
+    assert [m["role"] for m in conversation(harness.claude.requests[-1])] == [
         "user",
         "assistant",
         "user",
@@ -76,7 +75,7 @@ async def test_dm_top_level_is_one_running_conversation(harness: Harness) -> Non
     assert "fresh" in harness.texts(DM, None)[-1]
     await harness.dm("new topic")
     await harness.settled()
-    assert len(harness.claude.requests[-1]["messages"]) == 1
+    assert len(conversation(harness.claude.requests[-1])) == 1
 
 
 async def test_redelivered_event_answered_once(harness: Harness) -> None:
@@ -229,7 +228,7 @@ async def test_ratelimited_final_edit_is_retried(harness: Harness) -> None:
 
 async def test_two_quick_mentions_in_one_thread_are_answered_in_order(harness: Harness) -> None:
     harness.claude.responder = lambda body: Script(
-        text="answer to " + body["messages"][-1]["content"][-1]["text"], tokens_per_second=100
+        text="answer to " + conversation(body)[-1]["content"][-1]["text"], tokens_per_second=100
     )
     root = await harness.mention("first question")
     second = harness.slack.add_user_message(
@@ -240,17 +239,17 @@ async def test_two_quick_mentions_in_one_thread_are_answered_in_order(harness: H
 
     assert harness.claude.peak_in_flight == 1
     first_req, second_req = harness.claude.requests
-    assert first_req["messages"][-1]["content"][-1]["text"] == "Alice: first question"
+    assert conversation(first_req)[-1]["content"][-1]["text"] == "Alice: first question"
     # the second mention's history holds the first question and the bot's answer to it
-    assert [m["role"] for m in second_req["messages"]] == ["user", "assistant", "user"]
-    assert second_req["messages"][1]["content"][0]["text"] == "answer to Alice: first question"
+    assert [m["role"] for m in conversation(second_req)] == ["user", "assistant", "user"]
+    assert conversation(second_req)[1]["content"][0]["text"] == "answer to Alice: first question"
     texts = harness.texts(CHANNEL, root["ts"])
     assert texts == ["answer to Alice: first question", "answer to Bob: second question"]
 
 
 async def test_concurrent_mentions_in_different_threads(harness: Harness) -> None:
     harness.claude.responder = lambda body: Script(
-        text="re: " + body["messages"][-1]["content"][-1]["text"], ttft=0.3
+        text="re: " + conversation(body)[-1]["content"][-1]["text"], ttft=0.3
     )
     mentions = await asyncio.gather(
         *(harness.mention(f"question {i}", channel=f"C{i}") for i in range(5))
@@ -260,7 +259,7 @@ async def test_concurrent_mentions_in_different_threads(harness: Harness) -> Non
     for i, m in enumerate(mentions):
         assert harness.texts(f"C{i}", m["ts"]) == [f"re: Alice: question {i}"]
         # each request carries only its own thread
-        assert len(harness.claude.requests[0]["messages"]) == 1
+        assert len(conversation(harness.claude.requests[0])) == 1
 
 
 async def test_thread_sync_brings_in_messages_before_first_mention(harness: Harness) -> None:
@@ -269,7 +268,7 @@ async def test_thread_sync_brings_in_messages_before_first_mention(harness: Harn
     harness.slack.add_user_message(CHANNEL, "U9", "bot noise", thread_ts=root["ts"], bot_id="B9")
     await harness.mention("what do you think?", thread_ts=root["ts"], user="U2")
     await harness.settled()
-    [message] = harness.claude.requests[-1]["messages"]
+    [message] = conversation(harness.claude.requests[-1])
     assert [b["text"] for b in message["content"]] == [
         "Alice: We need to pick a database.",
         "Bob: I vote @Alice's idea",
@@ -286,7 +285,7 @@ async def test_thread_sync_failure_answers_from_store(harness: Harness) -> None:
     harness.slack.fail_next("conversations.replies", "ratelimited", times=5, retry_after=30)
     await harness.mention("what did I say?", thread_ts=first["ts"])
     await harness.settled()
-    roles = [m["role"] for m in harness.claude.requests[-1]["messages"]]
+    roles = [m["role"] for m in conversation(harness.claude.requests[-1])]
     assert roles == ["user", "assistant", "user"]
 
 
@@ -311,7 +310,7 @@ async def test_dm_thread_message_belongs_to_that_thread(harness: Harness) -> Non
     await harness.settled()
     replies = harness.replies(DM, top["ts"])
     assert len(replies) == 1 and replies[0]["thread_ts"] == top["ts"]
-    texts = [b["text"] for m in harness.claude.requests[-1]["messages"] for b in m["content"]]
+    texts = [b["text"] for m in conversation(harness.claude.requests[-1]) for b in m["content"]]
     assert texts[0] == "Alice: top-level question"
     assert texts[-1] == "Alice: follow-up in a thread"
 
@@ -363,6 +362,6 @@ async def test_later_syncs_ask_slack_only_for_what_is_new(harness: Harness) -> N
     first_sync, second_sync = harness.slack.calls_to("conversations.replies")
     assert "oldest" not in first_sync.params  # the first sync reads the thread from its start
     assert second_sync.params["oldest"] == second["ts"]
-    texts = [b["text"] for m in harness.claude.requests[-1]["messages"] for b in m["content"]]
+    texts = [b["text"] for m in conversation(harness.claude.requests[-1]) for b in m["content"]]
     assert "Bob: in between" in texts and "Bob: more talk" in texts
     assert texts[-1] == "Alice: third"

@@ -7,7 +7,7 @@ import base64
 import signal
 
 from fakes.claude import FakeClaude, Script
-from fakes.harness import CHANNEL, Harness, start_harness
+from fakes.harness import CHANNEL, Harness, conversation, start_harness
 from fakes.slack import FakeSlack
 from slackbot.conversation import CHECKPOINT_SECONDS
 from tests.images import decode, encode, gradient
@@ -25,7 +25,7 @@ async def test_attached_image_becomes_a_base64_block_and_stays_in_history(
     mention = await harness.mention("what is this?", files=[big, pdf])
     await harness.settled()
 
-    content = harness.claude.requests[-1]["messages"][0]["content"]
+    content = conversation(harness.claude.requests[-1])[0]["content"]
     image_block, text_block = content
     assert image_block["type"] == "image"
     assert image_block["source"]["media_type"] == "image/png"
@@ -41,7 +41,7 @@ async def test_attached_image_becomes_a_base64_block_and_stays_in_history(
     downloads = len(harness.slack.downloads)
     await harness.mention("and now?", thread_ts=mention["ts"])
     await harness.settled()
-    first_turn = harness.claude.requests[-1]["messages"][0]["content"]
+    first_turn = conversation(harness.claude.requests[-1])[0]["content"]
     assert first_turn[0] == image_block
     assert len(harness.slack.downloads) == downloads
 
@@ -54,7 +54,7 @@ async def test_file_shared_as_check_file_info_is_looked_up(harness: Harness) -> 
     await harness.mention("look", files=[stub])
     await harness.settled()
     assert harness.slack.calls_to("files.info")
-    block = harness.claude.requests[-1]["messages"][0]["content"][0]
+    block = conversation(harness.claude.requests[-1])[0]["content"][0]
     assert block["type"] == "image" and base64.b64decode(block["source"]["data"])
 
 
@@ -100,7 +100,7 @@ async def test_kill_9_mid_reply_then_restart(
         await second.mention("again please", thread_ts=message["ts"])
         await second.settled()
         assert second.texts(CHANNEL, message["ts"])[-1] == "Fresh answer."
-        roles = [m["role"] for m in claude.requests[-1]["messages"]]
+        roles = [m["role"] for m in conversation(claude.requests[-1])]
         assert roles == ["user", "assistant", "user"]
     finally:
         await second.settled()

@@ -13,7 +13,7 @@ import pytest
 from slack_sdk.signature import SignatureVerifier
 
 from fakes.claude import FakeClaude, Script
-from fakes.harness import CHANNEL, SIGNING_SECRET, Harness, start_harness
+from fakes.harness import CHANNEL, SIGNING_SECRET, Harness, conversation, start_harness
 from fakes.slack import FakeSlack
 from slackbot.logs import RedactSecrets
 from slackbot.sqlite_store import SqliteStore
@@ -176,5 +176,5 @@ async def test_conversations_do_not_leak_between_channels(harness: Harness) -> N
     await harness.settled()
     await harness.mention("what do you know?", channel="C2")
     await harness.settled()
-    texts = [b["text"] for m in harness.claude.requests[-1]["messages"] for b in m["content"]]
+    texts = [b["text"] for m in conversation(harness.claude.requests[-1]) for b in m["content"]]
     assert texts == ["Alice: what do you know?"]
