@@ -25,6 +25,7 @@ from slackbot.config import Settings
 from slackbot.context_window import Fitted
 from slackbot.dedup import RecentDeliveries
 from slackbot.events import Incoming
+from slackbot.history import without_refused
 from slackbot.model_lookup import ModelLimits
 from slackbot.people import People
 from slackbot.reply import Replies, Reply
@@ -325,7 +326,7 @@ class Conversations:
             )
         turn = await reading
         turns, state = await self.store.add_turn_and_load(conversation_id, **turn.store_fields())
-        return turns, state, turn.note_texts
+        return without_refused(turns), state, turn.note_texts
 
     async def _stream(
         self,
@@ -380,7 +381,13 @@ class Conversations:
         """Store the reply, then put its final text in Slack (in that order, so a quick
         follow-up sees it). A store that fails does not hold the answer back: it goes to Slack
         anyway and the write is retried, so a restart does not take it for interrupted."""
-        status = "done" if result.error is None else "incomplete"
+        status = (
+            "incomplete"
+            if result.error is not None
+            else "refused"
+            if result.stop_reason == "refusal"
+            else "done"
+        )
         stored = False
         if reply_id is not None:
             try:

@@ -53,6 +53,24 @@ def render_turn(turn: Turn) -> tuple[str, list[Block]]:
     return "assistant", render_assistant_turn(turn)
 
 
+def without_refused(turns: Iterable[Turn]) -> list[Turn]:
+    """The conversation less every refused exchange (the refusal and the message it refused).
+
+    After a refusal the API's guidance is to reset the conversation, or the refusals go on: the
+    exchange stays in the store (marked `refused`) but is never sent again.
+    """
+    turns = list(turns)
+    refused = {t.answers_ts for t in turns if t.role == "assistant" and t.status == "refused"}
+    if not refused:
+        return turns
+    return [
+        t
+        for t in turns
+        if not (t.role == "assistant" and t.status == "refused")
+        and not (t.role == "user" and t.ts in refused)
+    ]
+
+
 def build_messages(turns: Iterable[Turn]) -> list[Message]:
     """Alternating user/assistant messages, merged by role, starting and ending with a user turn.
 

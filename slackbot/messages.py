@@ -27,7 +27,10 @@ CONTEXT_TRIMMED = (
     "_📜 This conversation has grown longer than I can read at once: its earliest part is no "
     "longer in my context (I still see its first message)._"
 )
-REFUSAL_NOTE = "_I can't help with that request._"
+REFUSAL_NOTE = (
+    "_I can't help with that request. I'll leave it out of the rest of this conversation, so "
+    "you can carry on with something else._"
+)
 EMPTY_REPLY = "_(Claude returned an empty reply.)_"
 INTERRUPTED = "the bot restarted while writing it. Mention me again to get a full answer."
 RESET_DONE = "Starting a fresh conversation. Earlier messages in this DM are forgotten."

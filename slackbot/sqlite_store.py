@@ -424,7 +424,7 @@ class SqliteStore:
     def _history(self, conversation_id: int, up_to_ts: str) -> list[Turn]:
         db = self._db
         rows = db.execute(
-            "SELECT id, role, ts, text, user_id, user_name, notes, status, tokens"
+            "SELECT id, role, ts, text, user_id, user_name, notes, status, tokens, sort_ts"
             " FROM messages WHERE conversation_id=? AND ("
             " (role='user' AND sort_ts<=?) OR (role='assistant' AND sort_ts<?))"
             " ORDER BY sort_ts, role='assistant', id",
@@ -448,6 +448,7 @@ class SqliteStore:
                 user_name=row[5],
                 notes=tuple(json.loads(row[6])) if row[6] else (),
                 status=row[7],
+                answers_ts=row[9] if row[1] == "assistant" else None,
                 tokens=row[8],
                 images=tuple(images.get(row[0], ())),
             )

@@ -32,6 +32,8 @@ class Turn:
     images: tuple[StoredImage, ...] = ()
     notes: tuple[str, ...] = ()
     status: str = "done"
+    #: For a reply: the ts of the message it answers.
+    answers_ts: str | None = None
     #: Estimated input tokens of the rendered turn (None until the history module estimates it).
     tokens: int | None = None
 

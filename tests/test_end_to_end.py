@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 from fakes.claude import FakeClaude, Script
 from fakes.harness import CHANNEL, DM, Harness, conversation, make_settings, start_harness
@@ -365,3 +366,22 @@ async def test_later_syncs_ask_slack_only_for_what_is_new(harness: Harness) -> N
     texts = [b["text"] for m in conversation(harness.claude.requests[-1]) for b in m["content"]]
     assert "Bob: in between" in texts and "Bob: more talk" in texts
     assert texts[-1] == "Alice: third"
+
+
+async def test_a_refused_exchange_is_left_out_of_later_requests(
+    harness: Harness, db_path: str
+) -> None:
+    harness.claude.queue.append(Script(text="", stop_reason="refusal"))
+    root = await harness.mention("something it refuses")
+    await harness.settled()
+    [refusal] = harness.texts(CHANNEL, root["ts"])
+    assert "can't help" in refusal and "leave it out" in refusal
+    harness.claude.default = Script(text="Sure.")
+    await harness.mention("something else", thread_ts=root["ts"])
+    await harness.settled()
+    texts = [b["text"] for m in conversation(harness.claude.requests[-1]) for b in m["content"]]
+    assert texts == ["Alice: something else"]
+    with sqlite3.connect(db_path) as db:  # still in the store, marked
+        rows = db.execute("SELECT role, status FROM messages ORDER BY sort_ts, role='assistant'")
+        statuses = [f"{role} {status}" for role, status in rows]
+    assert statuses == ["user done", "assistant refused", "user done", "assistant done"]
