@@ -38,6 +38,8 @@ def usage_record(
         error=type(result.error).__name__ if result.error is not None else None,
         seconds=round(result.seconds, 3),
         first_token_seconds=round(first_token, 3) if first_token is not None else None,
+        web_search_requests=result.web_search_requests,
+        web_fetch_requests=result.web_fetch_requests,
     )
 
 

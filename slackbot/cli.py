@@ -48,6 +48,7 @@ def usage_command(args: argparse.Namespace) -> int:
             since_text=args.since,
             by=args.by,
             overrides=settings.prices,
+            web_search_price=settings.web_search_price,
         )
     except (ConfigError, UsageError) as exc:
         print(f"slackbot: {exc}", file=sys.stderr)

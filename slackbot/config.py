@@ -73,6 +73,8 @@ class Settings:
     #: Operator price overrides for `slackbot usage`: (model id, id prefix or line, USD per
     #: million input tokens, USD per million output tokens).
     prices: tuple[tuple[str, float, float], ...] = ()
+    #: USD per 1,000 web searches for `slackbot usage` (`"web_search"` in SLACKBOT_PRICES).
+    web_search_price: float | None = None
 
     @property
     def socket_mode(self) -> bool:
@@ -153,19 +155,26 @@ def _edit_budget(env: Mapping[str, str]) -> tuple[float, int]:
     return per_minute, burst_n
 
 
-def _prices(env: Mapping[str, str]) -> tuple[tuple[str, float, float], ...]:
+def _prices(env: Mapping[str, str]) -> tuple[tuple[tuple[str, float, float], ...], float | None]:
     """`SLACKBOT_PRICES` is JSON: {"sonnet": [3, 15], "claude-opus-4-6": [5, 25]} — USD per
-    million input and output tokens, keyed by model id, id prefix or model line."""
+    million input and output tokens, keyed by model id, id prefix or model line — and
+    optionally "web_search": 10, USD per 1,000 searches."""
     raw = env.get("SLACKBOT_PRICES", "").strip()
     if not raw:
-        return ()
-    example = '{"sonnet": [3, 15]}'
+        return (), None
+    example = '{"sonnet": [3, 15], "web_search": 10}'
+    search_price: float | None = None
     try:
         table = json.loads(raw)
         if not isinstance(table, dict):
             raise ValueError
         rows = []
         for key, pair in table.items():
+            if key == "web_search":
+                if isinstance(pair, bool) or not isinstance(pair, int | float) or pair < 0:
+                    raise ValueError
+                search_price = float(pair)
+                continue
             if not isinstance(pair, list) or len(pair) != 2:
                 raise ValueError
             price_in, price_out = (float(x) for x in pair)
@@ -174,9 +183,10 @@ def _prices(env: Mapping[str, str]) -> tuple[tuple[str, float, float], ...]:
             rows.append((str(key), price_in, price_out))
     except (ValueError, TypeError):
         raise ConfigError(
-            f"SLACKBOT_PRICES must be JSON like {example} (USD per million input/output tokens)"
+            f"SLACKBOT_PRICES must be JSON like {example} (USD per million input/output tokens;"
+            " per 1,000 web searches)"
         ) from None
-    return tuple(rows)
+    return tuple(rows), search_price
 
 
 EFFORTS = ("low", "medium", "high", "xhigh", "max")
@@ -245,6 +255,7 @@ def load_settings(env: Mapping[str, str], *, need_slack: bool = True) -> Setting
         h.strip().lower() for h in env.get("SLACK_FILE_HOSTS", "").split(",") if h.strip()
     )
     allowed_domains, blocked_domains = _web_domains(env)
+    prices, web_search_price = _prices(env)
     return Settings(
         slack_bot_token=bot_token,
         anthropic_api_key=api_key,
@@ -284,5 +295,6 @@ def load_settings(env: Mapping[str, str], *, need_slack: bool = True) -> Setting
             env, "SLACKBOT_MAX_TEXT_FILE_KB", _DEFAULT["max_text_file_bytes"] // 1024, minimum=1
         )
         * 1024,
-        prices=_prices(env),
+        prices=prices,
+        web_search_price=web_search_price,
     )

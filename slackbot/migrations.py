@@ -166,3 +166,12 @@ def m009_create_pending(db: sqlite_utils.Database) -> None:
         },
         pk=("channel", "ts"),
     )
+
+
+@migrations()
+def m010_add_server_tool_use(db: sqlite_utils.Database) -> None:
+    """Web searches and fetches per reply (the API's `usage.server_tool_use`): searches are
+    billed per use, besides their result tokens, and `slackbot usage` shows and prices them."""
+    usage = db.table("usage")
+    usage.add_column("web_search_requests", int, not_null_default=0)
+    usage.add_column("web_fetch_requests", int, not_null_default=0)

@@ -68,6 +68,8 @@ class UsageRecord:
     error: str | None = None
     seconds: float = 0.0
     first_token_seconds: float | None = None
+    web_search_requests: int = 0
+    web_fetch_requests: int = 0
 
 
 @dataclass(frozen=True)

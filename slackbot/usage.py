@@ -30,6 +30,8 @@ PRICES: dict[str, tuple[float, float]] = {
     "claude-3-5-haiku": (0.8, 4.0),
     "claude-3-haiku": (0.25, 1.25),
 }
+#: USD per 1,000 web searches (the API's price), overridable as SLACKBOT_PRICES' "web_search".
+WEB_SEARCH_PER_1000 = 10.0
 CACHE_WRITE_FACTOR = 1.25
 CACHE_READ_FACTOR = 0.1
 
@@ -76,8 +78,12 @@ class Totals:
     output_tokens: int = 0
     cost: float = 0.0
     unpriced: bool = False
+    web_searches: int = 0
+    web_fetches: int = 0
 
     def add(self, other: Totals) -> None:
+        self.web_searches += other.web_searches
+        self.web_fetches += other.web_fetches
         self.replies += other.replies
         self.input_tokens += other.input_tokens
         self.cache_creation_input_tokens += other.cache_creation_input_tokens
@@ -110,7 +116,13 @@ def cost_of(totals: Totals, price: tuple[float, float] | None) -> float:
 
 
 def summarise(
-    db_path: str, *, since: float | None, by: str, prices: PriceTable, now: float | None = None
+    db_path: str,
+    *,
+    since: float | None,
+    by: str,
+    prices: PriceTable,
+    now: float | None = None,
+    web_search_price: float = WEB_SEARCH_PER_1000,
 ) -> dict[str, Totals]:
     """Totals per group (channel, user, model or team) since `since` seconds ago."""
     if by not in GROUPS:
@@ -132,7 +144,8 @@ def summarise(
         rows = conn.execute(
             f"SELECT COALESCE({column}, '?'), model, line, COUNT(*), SUM(input_tokens),"
             " SUM(cache_creation_input_tokens), SUM(cache_read_input_tokens),"
-            " SUM(output_tokens) FROM usage WHERE created_at >= ?"
+            " SUM(output_tokens), SUM(web_search_requests), SUM(web_fetch_requests)"
+            " FROM usage WHERE created_at >= ?"
             f" GROUP BY {column}, model, line",
             [cutoff],
         ).fetchall()
@@ -141,10 +154,11 @@ def summarise(
     finally:
         conn.close()
     groups: dict[str, Totals] = {}
-    for key, model, line, count, inp, write, read, out in rows:
+    for key, model, line, count, inp, write, read, out, searches, fetches in rows:
         part = Totals(count, inp or 0, write or 0, read or 0, out or 0)
+        part.web_searches, part.web_fetches = searches or 0, fetches or 0
         price = prices.lookup(model, line)
-        part.cost = cost_of(part, price)
+        part.cost = cost_of(part, price) + part.web_searches * web_search_price / 1000
         part.unpriced = price is None and count > 0
         groups.setdefault(str(key), Totals()).add(part)
     return groups
@@ -154,7 +168,17 @@ def render(groups: dict[str, Totals], *, by: str, since_text: str) -> str:
     """A plain-text table, biggest cost first, with a total row."""
     if not groups:
         return f"No replies recorded ({since_text})."
-    header = (by, "replies", "input", "cache write", "cache read", "output", "est. USD")
+    header = (
+        by,
+        "replies",
+        "input",
+        "cache write",
+        "cache read",
+        "output",
+        "searches",
+        "fetches",
+        "est. USD",
+    )
     total = Totals()
     body = []
     for key, totals in sorted(groups.items(), key=lambda kv: (-kv[1].cost, kv[0])):
@@ -188,14 +212,27 @@ def _row(key: str, totals: Totals) -> tuple[str, ...]:
         f"{totals.cache_creation_input_tokens:,}",
         f"{totals.cache_read_input_tokens:,}",
         f"{totals.output_tokens:,}",
+        f"{totals.web_searches:,}",
+        f"{totals.web_fetches:,}",
         cost,
     )
 
 
 def report(
-    db_path: str, *, since_text: str, by: str, overrides: Iterable[tuple[str, float, float]] = ()
+    db_path: str,
+    *,
+    since_text: str,
+    by: str,
+    overrides: Iterable[tuple[str, float, float]] = (),
+    web_search_price: float | None = None,
 ) -> str:
     since = parse_since(since_text)
-    groups = summarise(db_path, since=since, by=by, prices=PriceTable.with_overrides(overrides))
+    groups = summarise(
+        db_path,
+        since=since,
+        by=by,
+        prices=PriceTable.with_overrides(overrides),
+        web_search_price=WEB_SEARCH_PER_1000 if web_search_price is None else web_search_price,
+    )
     label = "of all time" if since is None else f"of the last {since_text}"
     return render(groups, by=by, since_text=label)

@@ -158,3 +158,19 @@ async def test_cli_usage_needs_no_credentials(
     assert "--since" in capsys.readouterr().err
     assert main(["usage", "--db", str(tmp_path / "missing.db")]) == 2
     assert "no database" in capsys.readouterr().err
+
+
+async def test_web_searches_are_shown_and_priced(tmp_path) -> None:
+    path = str(tmp_path / "u.db")
+    store = await SqliteStore.open(path)
+    await store.record_usage(record(web_search_requests=3, web_fetch_requests=2))
+    await store.record_usage(record(channel="C2"))
+    await store.close()
+    totals = summarise(path, since=None, by="channel", prices=PriceTable({}))
+    assert (totals["C1"].web_searches, totals["C1"].web_fetches) == (3, 2)
+    assert totals["C1"].cost == pytest.approx(3 * 10 / 1000)  # $10 per 1,000, tokens unpriced
+    text = report(path, since_text="all", by="channel", web_search_price=20)
+    header, _, first, *_ = text.splitlines()
+    assert "searches" in header and "fetches" in header
+    assert first.split()[:1] == ["C1"] and first.split()[-3:-1] == ["3", "2"]
+    assert first.split()[-1] == "0.0600"
