@@ -20,7 +20,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,6 +115,12 @@ class Usage:
     )
 
 
+THINKING_TYPES = ("adaptive", "between_tools", "disabled", "enabled")
+EFFORT_LEVELS = ("low", "medium", "high", "xhigh", "max")
+SERVER_TOOL_NAMES = ("web_search", "web_fetch", "code_execution")
+CURRENT_MODEL = "claude-sonnet-5-5"
+
+
 def model_info(
     model_id: str,
     display_name: str,
@@ -126,8 +132,18 @@ def model_info(
     lifecycle: str = "active",
     image_input: bool = True,
     pdf_input: bool = True,
+    thinking_types: Iterable[str] = ("adaptive", "disabled", "enabled"),
+    effort_levels: Iterable[str] = ("low", "medium", "high", "max"),
+    server_tools: Iterable[str] = SERVER_TOOL_NAMES,
 ) -> dict[str, Any]:
-    """A ModelInfo JSON object with every capability key present, as the Models API sends."""
+    """A ModelInfo JSON object with every capability key present, as the Models API sends.
+
+    ``thinking_types`` (of ``THINKING_TYPES``), ``effort_levels`` (of ``EFFORT_LEVELS``) and
+    ``server_tools`` (of ``SERVER_TOOL_NAMES``) are what the model accepts; the fake's request
+    checks read them back, so a model described without ``"adaptive"`` or without
+    ``"web_fetch"`` answers such a request with a 400.
+    """
+    thinking, effort, tools = set(thinking_types), set(effort_levels), set(server_tools)
 
     def yes(ok: bool = True) -> dict[str, bool]:
         return {"supported": ok}
@@ -153,26 +169,16 @@ def model_info(
                 "clear_tool_uses_20250919": yes(),
                 "compact_20260112": yes(),
             },
-            "effort": {
-                "supported": True,
-                "low": yes(),
-                "medium": yes(),
-                "high": yes(),
-                "max": yes(),
-                "xhigh": yes(False),
-            },
+            "effort": {"supported": bool(effort)}
+            | {level: yes(level in effort) for level in EFFORT_LEVELS},
             "image_input": yes(image_input),
             "pdf_input": yes(pdf_input),
-            "server_tools": {"supported": True, "code_execution": yes(), "web_search": yes()},
+            "server_tools": {"supported": bool(tools)}
+            | {name: yes(name in tools) for name in SERVER_TOOL_NAMES},
             "structured_outputs": yes(),
             "thinking": {
-                "supported": True,
-                "types": {
-                    "adaptive": yes(),
-                    "between_tools": yes(False),
-                    "disabled": yes(),
-                    "enabled": yes(),
-                },
+                "supported": bool(thinking & {"adaptive", "enabled"}),
+                "types": {kind: yes(kind in thinking) for kind in THINKING_TYPES},
             },
         },
     }
@@ -215,6 +221,30 @@ def default_models() -> dict[str, dict[str, Any]]:
     return {m["id"]: m for m in models}
 
 
+def sonnet_5_5() -> dict[str, Any]:
+    """``CURRENT_MODEL`` as the Models API describes it: adaptive thinking only, every effort
+    level, all three server tools, and the newest ``created_at`` of the sonnet line."""
+    return model_info(
+        CURRENT_MODEL,
+        "Claude Sonnet 5.5",
+        created_at="2026-11-03T00:00:00Z",
+        line="sonnet",
+        max_input_tokens=1_000_000,
+        max_tokens=128_000,
+        thinking_types=("adaptive", "disabled"),
+        effort_levels=EFFORT_LEVELS,
+    )
+
+
+def current_models() -> dict[str, dict[str, Any]]:
+    """``default_models()`` plus ``CURRENT_MODEL``: ``FakeClaude(models=current_models())``.
+
+    Not the default set: with a newer sonnet listed, the bot's fallback for a retired
+    built-in model picks it instead of claude-sonnet-4-6, which tests assert today.
+    """
+    return {CURRENT_MODEL: sonnet_5_5(), **default_models()}
+
+
 class ApiError(Exception):
     """Raised while handling a request to answer with Anthropic's error JSON."""
 
@@ -247,13 +277,15 @@ class FakeClaude(LocalServer):
     ``min_cacheable_tokens`` (default 0; the API's is 1024-4096) are not cached.
     """
 
-    def __init__(self, *, api_key: str | None = None) -> None:
+    def __init__(
+        self, *, api_key: str | None = None, models: dict[str, dict[str, Any]] | None = None
+    ) -> None:
         super().__init__()
         self.api_key = api_key  # when set, any other key gets 401
         self.default = Script()
         self.queue: list[Script] = []
         self.responder: Callable[[dict[str, Any]], Script | None] | None = None
-        self.models: dict[str, dict[str, Any]] = default_models()
+        self.models: dict[str, dict[str, Any]] = default_models() if models is None else models
         self.allow_prefill = False  # current models reject a last assistant turn
         self.min_cacheable_tokens = 0
         self.image_tokens = 1600

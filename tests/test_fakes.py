@@ -30,7 +30,14 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from fakes.claude import FakeClaude, Script
+from fakes.claude import (
+    CURRENT_MODEL,
+    FakeClaude,
+    Script,
+    current_models,
+    default_models,
+    model_info,
+)
 from fakes.slack import (
     FakeSlack,
     FakeSocketModeServer,
@@ -683,6 +690,39 @@ async def test_models_api(client: anthropic.AsyncAnthropic) -> None:
     assert ids == ["claude-sonnet-4-6", "claude-opus-4-6", "claude-haiku-4-5"]  # two pages
     with pytest.raises(anthropic.NotFoundError):
         await client.models.retrieve("claude-nope")
+
+
+async def test_current_model_and_described_capabilities() -> None:
+    async with (
+        FakeClaude(models=current_models()) as claude,
+        anthropic.AsyncAnthropic(api_key="k", base_url=claude.base_url, max_retries=0) as client,
+    ):
+        claude.models["claude-plain"] = model_info(
+            "claude-plain",
+            "Plain",
+            created_at="2025-01-01T00:00:00Z",
+            line=None,
+            thinking_types=("disabled",),
+            effort_levels=(),
+            server_tools=("web_search",),
+        )
+        newest = (await client.models.list(limit=1)).data[0].id
+        current = await client.models.retrieve(CURRENT_MODEL)
+        plain = await client.models.retrieve("claude-plain")
+    assert newest == CURRENT_MODEL == "claude-sonnet-5-5"
+    assert (current.display_name, current.line) == ("Claude Sonnet 5.5", "sonnet")
+    assert (current.max_input_tokens, current.max_tokens) == (1_000_000, 128_000)
+    caps = current.capabilities
+    assert caps is not None
+    assert caps.thinking.types.adaptive.supported and not caps.thinking.types.enabled.supported
+    assert caps.effort.xhigh is not None and caps.effort.xhigh.supported
+    assert caps.server_tools.web_search.supported and caps.server_tools.code_execution.supported
+    assert caps.server_tools.to_dict()["web_fetch"] == {"supported": True}  # newer than the SDK
+    assert plain.capabilities is not None
+    assert not plain.capabilities.thinking.supported
+    assert not plain.capabilities.effort.supported and not plain.capabilities.effort.low.supported
+    assert plain.capabilities.server_tools.to_dict()["web_fetch"] == {"supported": False}
+    assert set(default_models()) < set(current_models())
 
 
 # -- The benchmark's process entry point -------------------------------------------------------
