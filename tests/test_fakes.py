@@ -18,7 +18,15 @@ from typing import Any
 import aiohttp
 import anthropic
 import pytest
-from anthropic.types import Base64ImageSourceParam, Message, MessageParam, TextBlockParam
+from anthropic.types import (
+    Base64ImageSourceParam,
+    DocumentBlockParam,
+    Message,
+    MessageParam,
+    TextBlockParam,
+    ThinkingConfigParam,
+    ToolUnionParam,
+)
 from slack_bolt.async_app import AsyncApp, AsyncSay
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
@@ -32,8 +40,18 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from fakes.claude import (
     CURRENT_MODEL,
+    Block,
+    DocCitation,
     FakeClaude,
+    RawBlock,
+    RedactedThinking,
     Script,
+    ServerToolUse,
+    Text,
+    Thinking,
+    WebCitation,
+    WebFetchResult,
+    WebSearchResult,
     current_models,
     default_models,
     model_info,
@@ -48,6 +66,7 @@ from fakes.slack import (
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
+PDF_B64 = base64.b64encode(b"%PDF-1.7\n%fake\n").decode()
 
 
 @pytest.fixture
@@ -679,6 +698,368 @@ async def test_prompt_cache_accounting(
         messages=history[:1],
     )
     assert other.usage.cache_read_input_tokens == 0
+
+
+# -- Scripted content blocks: thinking, server tools, citations --------------------------------
+
+WEB_SEARCH: ToolUnionParam = {"type": "web_search_20260318", "name": "web_search"}
+SUMMARIZED: ThinkingConfigParam = {"type": "adaptive", "display": "summarized"}
+RUST_BLOG = "https://blog.rust-lang.org/2023/12/21/async-fn-rpit-in-traits.html"
+
+
+def stream_shape(events: list[Any]) -> list[str]:
+    """The raw events as `start:<block>`, `<delta type>`, `stop` or the event's type (the SDK's
+    own derived events — `text`, `thinking`, `citation`… — left out)."""
+    shape = []
+    for event in events:
+        if event.type == "content_block_start":
+            shape.append(f"start:{event.content_block.type}")
+        elif event.type == "content_block_delta":
+            shape.append(event.delta.type)
+        elif event.type == "content_block_stop":
+            shape.append("stop")
+        elif event.type in ("message_start", "message_delta", "message_stop"):
+            shape.append(event.type)
+    return shape
+
+
+async def test_stream_thinking_search_and_cited_text(
+    claude: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    claude.models = current_models()
+    claude.default = Script(
+        chars_per_token=10,
+        blocks=[
+            Thinking("Let me search…", signature="sig1"),
+            ServerToolUse("web_search", {"query": "rust async traits"}),
+            WebSearchResult(
+                [{"url": RUST_BLOG, "title": "Async fn in traits", "page_age": "2 years ago"}]
+            ),
+            Text("Async traits are stable", citations=[WebCitation(RUST_BLOG, "stable in 1.75")]),
+            Text(" since 1.75."),
+        ],
+    )
+    async with client.messages.stream(
+        model=CURRENT_MODEL,
+        max_tokens=1000,
+        messages=user_turn("are async traits stable?"),
+        tools=[WEB_SEARCH],
+        thinking=SUMMARIZED,
+    ) as stream:
+        events = [event async for event in stream]
+        message = await stream.get_final_message()
+
+    assert stream_shape(events) == [
+        "message_start",
+        *["start:thinking", "thinking_delta", "thinking_delta", "signature_delta", "stop"],
+        "start:server_tool_use",
+        *["input_json_delta"] * 4,  # "" first, then '{"query": "rust async traits"}' in 10s
+        "stop",
+        *["start:web_search_tool_result", "stop"],  # the results come whole
+        *["start:text", "citations_delta", "text_delta", "text_delta", "text_delta", "stop"],
+        *["start:text", "text_delta", "text_delta", "stop"],
+        "message_delta",
+        "message_stop",
+    ]
+    cited_start = [e for e in events if e.type == "content_block_start"][3]
+    assert cited_start.content_block.to_dict() == {"type": "text", "text": "", "citations": []}
+
+    thinking, tool_use, result, cited, plain = message.content
+    assert thinking.type == "thinking"
+    assert (thinking.thinking, thinking.signature) == ("Let me search…", "sig1")
+    assert tool_use.type == "server_tool_use"
+    assert (tool_use.name, tool_use.input) == ("web_search", {"query": "rust async traits"})
+    assert tool_use.id.startswith("srvtoolu_")
+    assert result.type == "web_search_tool_result" and result.tool_use_id == tool_use.id
+    assert isinstance(result.content, list)
+    assert [(r.url, r.title, r.page_age) for r in result.content] == [
+        (RUST_BLOG, "Async fn in traits", "2 years ago")
+    ]
+    assert result.content[0].encrypted_content
+    assert cited.type == "text" and cited.text == "Async traits are stable"
+    assert cited.citations is not None
+    [citation] = cited.citations
+    assert citation.type == "web_search_result_location"
+    assert (citation.url, citation.title, citation.cited_text) == (
+        RUST_BLOG,
+        "Async fn in traits",  # from the result, as the script gave none
+        "stable in 1.75",
+    )
+    assert citation.encrypted_index
+    assert plain.type == "text" and plain.text == " since 1.75." and plain.citations is None
+
+    usage = message.usage
+    assert usage.server_tool_use is not None
+    assert (
+        usage.server_tool_use.web_search_requests,
+        usage.server_tool_use.web_fetch_requests,
+    ) == (
+        1,
+        0,
+    )
+    start_usage = events[0].message.usage
+    assert usage.input_tokens > start_usage.input_tokens  # the results are input too
+    assert start_usage.server_tool_use is None  # message_start has the input counts only
+    assert usage.output_tokens == 2 + 3 + 3 + 2  # thinking, tool input, text pieces
+    assert usage.output_tokens_details is not None
+    assert usage.output_tokens_details.thinking_tokens == 2
+    # What the fake recorded is what the SDK accumulated.
+    assert claude.responses[-1]["content"] == [block.to_dict() for block in message.content]
+
+
+async def test_redacted_thinking_web_fetch_and_document_citations(
+    claude: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    notes = "Q3 revenue grew 12%. Churn fell to 2%."
+    text_doc: DocumentBlockParam = {
+        "type": "document",
+        "source": {"type": "text", "media_type": "text/plain", "data": notes},
+        "title": "notes.txt",
+        "citations": {"enabled": True},
+    }
+    pdf_doc: DocumentBlockParam = {
+        "type": "document",
+        "source": {"type": "base64", "media_type": "application/pdf", "data": PDF_B64},
+        "title": "report.pdf",
+        "citations": {"enabled": True},
+    }
+    messages: list[MessageParam] = [
+        {"role": "user", "content": [text_doc, pdf_doc, {"type": "text", "text": "summarise"}]}
+    ]
+    fetch: ToolUnionParam = {
+        "type": "web_fetch_20260318",
+        "name": "web_fetch",
+        "citations": {"enabled": True},
+        "max_uses": 2,
+    }
+    claude.default = Script(
+        blocks=[
+            RedactedThinking("opaque-bytes"),
+            ServerToolUse("web_fetch", {"url": "https://example.com/q3"}),
+            WebFetchResult("https://example.com/q3", "Q3 in brief.", title="Q3", seconds=0.05),
+            Text("Revenue grew 12%", citations=[DocCitation("Q3 revenue grew 12%.", 0)]),
+            Text(" and the report agrees.", citations=[DocCitation("growth", 1, start=3)]),
+        ],
+    )
+    async with client.messages.stream(
+        model="claude-sonnet-4-6", max_tokens=1000, messages=messages, tools=[fetch]
+    ) as stream:
+        events = [event async for event in stream]
+        message = await stream.get_final_message()
+
+    shape = stream_shape(events)
+    assert shape[1:3] == ["start:redacted_thinking", "stop"]
+    assert shape.count("start:web_fetch_tool_result") == 1
+    redacted, tool_use, fetched, first, second = message.content
+    assert redacted.type == "redacted_thinking" and redacted.data == "opaque-bytes"
+    assert tool_use.type == "server_tool_use" and tool_use.name == "web_fetch"
+    assert tool_use.input == {"url": "https://example.com/q3"}
+    assert fetched.type == "web_fetch_tool_result" and fetched.tool_use_id == tool_use.id
+    assert fetched.content.type == "web_fetch_result"
+    assert fetched.content.url == "https://example.com/q3"
+    document = fetched.content.content
+    assert (document.title, document.source.data) == ("Q3", "Q3 in brief.")
+    assert document.citations is not None and document.citations.enabled  # the tool asked
+    assert first.type == "text" and first.citations is not None
+    assert first.citations[0].to_dict() == {
+        "type": "char_location",
+        "cited_text": "Q3 revenue grew 12%.",
+        "document_index": 0,
+        "document_title": "notes.txt",
+        "start_char_index": 0,
+        "end_char_index": 20,
+    }
+    assert second.type == "text" and second.citations is not None
+    page = second.citations[0]
+    assert page.type == "page_location"
+    assert (page.document_index, page.document_title) == (1, "report.pdf")
+    assert (page.start_page_number, page.end_page_number) == (3, 4)
+    assert message.usage.server_tool_use is not None
+    assert message.usage.server_tool_use.web_fetch_requests == 1
+    assert message.usage.server_tool_use.web_search_requests == 0
+
+
+async def test_thinking_text_is_omitted_unless_summarized(
+    claude: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    claude.default = Script(blocks=[Thinking("a private plan"), Text("Done.")])
+    kwargs: dict[str, Any] = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 100,
+        "messages": user_turn(),
+    }
+    async with client.messages.stream(**kwargs, thinking={"type": "adaptive"}) as stream:
+        omitted = await stream.get_final_message()
+    async with client.messages.stream(**kwargs, thinking=SUMMARIZED) as stream:
+        summarized = await stream.get_final_message()
+
+    hidden, shown = omitted.content[0], summarized.content[0]
+    assert hidden.type == "thinking" and shown.type == "thinking"
+    assert hidden.thinking == "" and hidden.signature  # the 5.x default display
+    assert shown.thinking == "a private plan" and shown.signature != hidden.signature
+    # Thinking costs its tokens whether or not it is shown.
+    assert omitted.usage.output_tokens == summarized.usage.output_tokens == 4 + 2
+
+
+async def test_pacing_across_blocks(claude: FakeClaude, client: anthropic.AsyncAnthropic) -> None:
+    """Hidden thinking (10 tokens) and tool input (4) come first, then a 0.2 s search: the first
+    text token is due 0.1 + 0.14 + 0.2 s in, and the text's 10 tokens 0.09 s apart."""
+    claude.default = Script(
+        ttft=0.1,
+        tokens_per_second=100,
+        blocks=[
+            Thinking("t" * 40),
+            ServerToolUse("web_search", {"query": "q"}),
+            WebSearchResult([{"url": "https://a.example", "title": "A"}], seconds=0.2),
+            Text("x" * 40),
+        ],
+    )
+    started = time.monotonic()
+    arrivals = []
+    async with client.messages.stream(
+        model="claude-sonnet-4-6", max_tokens=100, messages=user_turn(), tools=[WEB_SEARCH]
+    ) as stream:
+        async for _ in stream.text_stream:
+            arrivals.append(time.monotonic() - started)
+    assert len(arrivals) == 10
+    assert 0.44 <= arrivals[0] < 0.6
+    assert arrivals[-1] - arrivals[0] == pytest.approx(9 / 100, abs=0.06)
+
+
+async def test_max_tokens_cuts_across_blocks(
+    claude: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    claude.default = Script(blocks=[Thinking("abcdefghijkl"), Text("b" * 40), Text("never")])
+    for stream_it in (True, False):
+        request: dict[str, Any] = {
+            "model": "claude-sonnet-4-6",
+            "max_tokens": 5,
+            "messages": user_turn(),
+            "thinking": SUMMARIZED,
+        }
+        if stream_it:
+            async with client.messages.stream(**request) as stream:
+                message = await stream.get_final_message()
+        else:
+            message = await client.messages.create(**request)
+        thinking, text = message.content
+        assert thinking.type == "thinking" and thinking.thinking == "abcdefghijkl"
+        assert thinking.signature  # the signature follows the last thinking token
+        assert text.type == "text" and text.text == "bb" * 4
+        assert (message.stop_reason, message.usage.output_tokens) == ("max_tokens", 5)
+
+
+async def test_a_cut_counts_text_only(claude: FakeClaude, client: anthropic.AsyncAnthropic) -> None:
+    claude.default = Script(
+        blocks=[Thinking("t" * 40), Text("x" * 8), Text("y" * 40)], error_event_after_chars=12
+    )
+    received = ""
+    with pytest.raises(anthropic.APIStatusError) as e:
+        async with client.messages.stream(
+            model="claude-sonnet-4-6", max_tokens=100, messages=user_turn(), thinking=SUMMARIZED
+        ) as stream:
+            async for text in stream.text_stream:
+                received += text
+    assert received == "x" * 8 + "y" * 4
+    assert e.value.type == "overloaded_error"
+    assert claude.responses == []  # only whole replies are recorded
+
+
+async def test_non_streaming_blocks_match_the_stream(
+    claude: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    claude.default = Script(
+        blocks=[
+            ServerToolUse("web_search", {"query": "q"}, id="srvtoolu_fixed"),
+            WebSearchResult([{"url": "https://a.example", "title": "A"}]),
+            Text("A says so.", citations=[WebCitation("https://a.example", "so")]),
+            RawBlock({"type": "text", "text": " Raw."}),
+        ]
+    )
+    request: dict[str, Any] = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 100,
+        "messages": user_turn(),
+        "tools": [WEB_SEARCH],
+    }
+    created = await client.messages.create(**request)
+    async with client.messages.stream(**request) as stream:
+        streamed = await stream.get_final_message()
+    assert [b.to_dict() for b in created.content] == [b.to_dict() for b in streamed.content]
+    assert created.usage == streamed.usage
+    assert created.usage.server_tool_use is not None
+    assert created.usage.server_tool_use.web_search_requests == 1
+    assert [r["content"] for r in claude.responses] == [[b.to_dict() for b in created.content]] * 2
+
+
+async def test_max_uses_and_failed_searches_are_not_billed(
+    claude: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    limited: ToolUnionParam = {"type": "web_search_20260318", "name": "web_search", "max_uses": 1}
+    claude.default = Script(
+        blocks=[
+            ServerToolUse("web_search", {"query": "one"}),
+            WebSearchResult([{"url": "https://a.example", "title": "A"}]),
+            ServerToolUse("web_search", {"query": "two"}),
+            WebSearchResult([{"url": "https://b.example", "title": "B"}]),
+            ServerToolUse("web_search", {"query": "three"}),
+            WebSearchResult(error_code="unavailable"),
+            Text("Only one search ran."),
+        ]
+    )
+    message = await client.messages.create(
+        model="claude-sonnet-4-6", max_tokens=100, messages=user_turn(), tools=[limited]
+    )
+    results = [b for b in message.content if b.type == "web_search_tool_result"]
+    assert isinstance(results[0].content, list)
+    errors = [r.content for r in results[1:]]
+    assert [e.error_code for e in errors if not isinstance(e, list)] == [
+        "max_uses_exceeded",
+        "max_uses_exceeded",  # past max_uses, whatever the script said
+    ]
+    assert message.usage.server_tool_use is not None
+    assert message.usage.server_tool_use.web_search_requests == 1
+
+
+@pytest.mark.parametrize(
+    ("blocks", "tools", "complaint"),
+    [
+        ([ServerToolUse("web_search", {"query": "q"})], [], "offers no web_search tool"),
+        ([WebSearchResult([])], [WEB_SEARCH], "before any web_search call"),
+        ([Text("x", citations=[WebCitation("https://nowhere.example", "x")])], [], "no search"),
+        ([Text("x", citations=[DocCitation("x", 0)])], [], "the request has 0"),
+    ],
+)
+async def test_a_script_the_api_could_not_send_is_a_400(
+    claude: FakeClaude,
+    client: anthropic.AsyncAnthropic,
+    blocks: list[Block],
+    tools: list[ToolUnionParam],
+    complaint: str,
+) -> None:
+    claude.default = Script(blocks=blocks)
+    with pytest.raises(anthropic.BadRequestError, match="FakeClaude script"):
+        await client.messages.create(
+            model="claude-sonnet-4-6", max_tokens=10, messages=user_turn(), tools=tools
+        )
+    [error] = claude.script_errors
+    assert complaint in error
+
+
+async def test_citing_a_document_without_citations_enabled_is_a_400(
+    claude: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    document: DocumentBlockParam = {
+        "type": "document",
+        "source": {"type": "text", "media_type": "text/plain", "data": "plain"},
+    }
+    claude.default = Script(blocks=[Text("x", citations=[DocCitation("plain", 0)])])
+    with pytest.raises(anthropic.BadRequestError, match="does not enable citations"):
+        await client.messages.create(
+            model="claude-sonnet-4-6",
+            max_tokens=10,
+            messages=[{"role": "user", "content": [document, {"type": "text", "text": "hi"}]}],
+        )
 
 
 async def test_models_api(client: anthropic.AsyncAnthropic) -> None:
