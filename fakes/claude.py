@@ -778,6 +778,8 @@ class FakeClaude(LocalServer):
         #: Every reply sent whole (message_stop written, or the JSON answer), as one Message
         #: object with its final content, stop_reason and usage.
         self.responses: list[dict[str, Any]] = []
+        #: Request bodies accepted as the continuation of a reply paused with ``pause_turn``.
+        self.continuations: list[dict[str, Any]] = []
         #: Why a script could not be played for a request (that request got a 400).
         self.script_errors: list[str] = []
         #: How a thinking block's text comes back when the request's ``thinking`` does not set
@@ -789,6 +791,7 @@ class FakeClaude(LocalServer):
 
         self._cache: dict[str, float] = {}  # prefix hash -> monotonic expiry
         self._signatures: dict[str, str] = {}  # thinking signature issued -> the text it signs
+        self._paused: list[list[str]] = []  # each paused reply's content, _canonical blocks
         self._ids = itertools.count(1)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -854,6 +857,9 @@ class FakeClaude(LocalServer):
                 self._validate(body)
                 reply = self._compose(body, script)
                 usage = self._usage(body)
+                messages = body["messages"]
+                if messages[-1].get("role") == "assistant" and self._continues_pause(messages):
+                    self.continuations.append(body)
             except ApiError as e:
                 return _error_response(e, request_id)
             if script.input_tokens is not None:
@@ -1006,6 +1012,8 @@ class FakeClaude(LocalServer):
         message["stop_reason"] = reply.stop_reason
         message["usage"].update(self._final_usage(usage, reply))
         self.responses.append(message)
+        if reply.stop_reason == "pause_turn":
+            self._paused.append([_canonical(block) for block in message["content"]])
         return message
 
     async def _complete(
@@ -1166,7 +1174,9 @@ class FakeClaude(LocalServer):
         messages = body["messages"]
         if not messages:
             raise ApiError(400, "messages: at least one message is required")
-        if messages[-1].get("role") == "assistant" and not self.allow_prefill:
+        if messages[-1].get("role") == "assistant" and not (
+            self.allow_prefill or self._continues_pause(messages)
+        ):
             raise ApiError(
                 400,
                 "This model does not support assistant message prefill. "
@@ -1175,14 +1185,54 @@ class FakeClaude(LocalServer):
         for i, message in enumerate(messages):
             content = message.get("content")
             for j, block in enumerate(content if isinstance(content, list) else []):
+                where = f"messages.{i}.content.{j}"
                 if block.get("type") == "image":
-                    _check_image(block, f"messages.{i}.content.{j}.image.source.base64")
+                    _check_image(block, f"{where}.image.source.base64")
+                elif block.get("type") in ("thinking", "redacted_thinking"):
+                    self._check_thinking(block, where)
         marks = sum(1 for _, _, cc in self._segments(body) if cc is not None)
         if marks > MAX_CACHE_BREAKPOINTS:
             raise ApiError(
                 400,
                 f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be "
                 f"provided. Found {marks}.",
+            )
+
+    def _continues_pause(self, messages: list[dict[str, Any]]) -> bool:
+        """The request ends with the content of replies that stopped with ``pause_turn``,
+        sent back verbatim (one assistant turn per reply, or merged into one); the
+        ``cache_control`` marks and null fields a client may add do not count."""
+        tail: list[Any] = []
+        for message in reversed(messages):
+            if message.get("role") != "assistant":
+                break
+            content = message.get("content")
+            text_only = [{"type": "text", "text": content}] if isinstance(content, str) else None
+            tail[0:0] = text_only or content or []
+        blocks = [_canonical(block) for block in tail]
+        reachable = {0}
+        for start in range(len(blocks)):
+            if start in reachable:
+                for paused in self._paused:
+                    if blocks[start : start + len(paused)] == paused:
+                        reachable.add(start + len(paused))
+        return bool(blocks) and len(blocks) in reachable
+
+    def _check_thinking(self, block: dict[str, Any], where: str) -> None:
+        """Thinking goes back with its signature, and as it was signed."""
+        if block["type"] == "redacted_thinking":
+            if not isinstance(block.get("data"), str) or not block["data"]:
+                raise ApiError(400, f"{where}.redacted_thinking.data: Field required")
+            return
+        signature = block.get("signature")
+        if not isinstance(signature, str) or not signature:
+            raise ApiError(400, f"{where}.thinking.signature: Field required")
+        if signature in self._signatures and self._signatures[signature] != block.get("thinking"):
+            raise ApiError(
+                400,
+                f"{where}: `thinking` or `redacted_thinking` blocks in the latest assistant "
+                "message cannot be modified. These blocks must remain as they were in the "
+                "original response.",
             )
 
     def _segments(self, body: dict[str, Any]) -> list[tuple[str, int, dict[str, Any] | None]]:
@@ -1254,6 +1304,23 @@ class FakeClaude(LocalServer):
             self._cache[hashes[hit]] = max(self._cache.get(hashes[hit], 0.0), now + 300.0)
         usage.input_tokens = total - read - usage.cache_creation_input_tokens
         return usage
+
+
+def _canonical(block: Any) -> str:
+    """A content block as compact JSON, for "sent back verbatim": without ``cache_control``
+    or null fields, and a text block's empty ``citations`` list counting as none."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items() if k != "cache_control" and v is not None}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    cleaned = clean(block)
+    if isinstance(cleaned, dict) and cleaned.get("type") == "text" and not cleaned.get("citations"):
+        cleaned.pop("citations", None)
+    return json.dumps(cleaned, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 def _split_cache_control(block: Any) -> tuple[Any, dict[str, Any] | None]:

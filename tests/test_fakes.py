@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import anthropic
@@ -23,6 +23,7 @@ from anthropic.types import (
     DocumentBlockParam,
     Message,
     MessageParam,
+    RawMessageStartEvent,
     TextBlockParam,
     ThinkingConfigParam,
     ToolUnionParam,
@@ -94,6 +95,11 @@ async def client(claude: FakeClaude) -> AsyncIterator[anthropic.AsyncAnthropic]:
 
 def user_turn(text: str = "hi") -> list[MessageParam]:
     return [{"role": "user", "content": text}]
+
+
+def assistant_turn(blocks: list[dict[str, Any]]) -> MessageParam:
+    """An assistant turn of raw blocks, as a client sends back what it received."""
+    return cast(MessageParam, {"role": "assistant", "content": blocks})
 
 
 def text_of(message: Message) -> str:
@@ -797,6 +803,7 @@ async def test_stream_thinking_search_and_cited_text(
         1,
         0,
     )
+    assert isinstance(events[0], RawMessageStartEvent)
     start_usage = events[0].message.usage
     assert usage.input_tokens > start_usage.input_tokens  # the results are input too
     assert start_usage.server_tool_use is None  # message_start has the input counts only
@@ -1059,6 +1066,132 @@ async def test_citing_a_document_without_citations_enabled_is_a_400(
             model="claude-sonnet-4-6",
             max_tokens=10,
             messages=[{"role": "user", "content": [document, {"type": "text", "text": "hi"}]}],
+        )
+
+
+# -- pause_turn and thinking sent back --------------------------------------------------------
+
+
+async def test_a_paused_turn_is_continued_with_its_content_verbatim(
+    claude: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    claude.queue = [
+        Script(
+            blocks=[
+                Thinking("Two searches needed."),
+                ServerToolUse("web_search", {"query": "rust 1.75"}),
+                WebSearchResult([{"url": RUST_BLOG, "title": "Async fn in traits"}]),
+            ],
+            stop_reason="pause_turn",
+        ),
+        Script(blocks=[Text("Stable since 1.75.", citations=[WebCitation(RUST_BLOG, "1.75")])]),
+    ]
+    question = user_turn("are async traits stable?")
+    request: dict[str, Any] = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 100,
+        "tools": [WEB_SEARCH],
+        "thinking": SUMMARIZED,
+    }
+    async with client.messages.stream(**request, messages=question) as stream:
+        paused = await stream.get_final_message()
+    assert paused.stop_reason == "pause_turn"
+
+    # Sent back as the SDK gave it, with a cache breakpoint on the last block as the bot adds.
+    content = [block.to_dict() for block in paused.content]
+    content[-1]["cache_control"] = {"type": "ephemeral"}
+    continued = [*question, assistant_turn(content)]
+    async with client.messages.stream(**request, messages=continued) as stream:
+        final = await stream.get_final_message()
+
+    assert final.stop_reason == "end_turn"
+    [text] = final.content
+    assert text.type == "text" and text.citations is not None
+    citation = text.citations[0]
+    assert citation.type == "web_search_result_location"
+    assert citation.title == "Async fn in traits"  # known from the paused turn
+    assert claude.continuations == [claude.requests[1]]
+    sent_back = claude.requests[1]["messages"][-1]["content"]
+    assert [{k: v for k, v in b.items() if k != "cache_control"} for b in sent_back] == (
+        claude.responses[0]["content"]
+    )
+
+
+async def test_a_paused_turn_sent_back_changed_is_prefill(
+    claude: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    claude.default = Script(
+        blocks=[
+            ServerToolUse("web_search", {"query": "one"}),
+            WebSearchResult([{"url": "https://a.example", "title": "A"}]),
+        ],
+        stop_reason="pause_turn",
+    )
+    question = user_turn()
+    paused = await client.messages.create(
+        model="claude-sonnet-4-6", max_tokens=100, messages=question, tools=[WEB_SEARCH]
+    )
+    content = [block.to_dict() for block in paused.content]
+    changed = [{**content[0], "input": {"query": "two"}}, content[1]]
+    extended: list[dict[str, Any]] = [*content, {"type": "text", "text": "and"}]
+    wrongs = [changed, content[:1], extended]
+    for wrong in wrongs:
+        with pytest.raises(anthropic.BadRequestError, match="prefill"):
+            await client.messages.create(
+                model="claude-sonnet-4-6",
+                max_tokens=100,
+                messages=[*question, assistant_turn(wrong)],
+                tools=[WEB_SEARCH],
+            )
+    # Paused twice: both replies go back, as two assistant turns or merged into one.
+    again = await client.messages.create(
+        model="claude-sonnet-4-6",
+        max_tokens=100,
+        messages=[*question, assistant_turn(content)],
+        tools=[WEB_SEARCH],
+    )
+    both = content + [block.to_dict() for block in again.content]
+    await client.messages.create(
+        model="claude-sonnet-4-6",
+        max_tokens=100,
+        messages=[*question, assistant_turn(both)],
+        tools=[WEB_SEARCH],
+    )
+    assert len(claude.continuations) == 2
+
+
+async def test_thinking_goes_back_signed_and_unchanged(
+    claude: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    claude.default = Script(blocks=[Thinking("plan"), Text("Answer.")])
+    first = await client.messages.create(
+        model="claude-sonnet-4-6", max_tokens=100, messages=user_turn(), thinking=SUMMARIZED
+    )
+    thinking = first.content[0].to_dict()
+
+    def history(block: dict[str, Any]) -> list[MessageParam]:
+        reply = assistant_turn([block, {"type": "text", "text": "A"}])
+        return [*user_turn(), reply, *user_turn("and then?")]
+
+    await client.messages.create(
+        model="claude-sonnet-4-6", max_tokens=100, messages=history(thinking)
+    )
+    unsigned = {k: v for k, v in thinking.items() if k != "signature"}
+    with pytest.raises(anthropic.BadRequestError, match="signature: Field required"):
+        await client.messages.create(
+            model="claude-sonnet-4-6", max_tokens=100, messages=history(unsigned)
+        )
+    with pytest.raises(anthropic.BadRequestError, match="cannot be modified"):
+        await client.messages.create(
+            model="claude-sonnet-4-6",
+            max_tokens=100,
+            messages=history({**thinking, "thinking": "a better plan"}),
+        )
+    with pytest.raises(anthropic.BadRequestError, match="data: Field required"):
+        await client.messages.create(
+            model="claude-sonnet-4-6",
+            max_tokens=100,
+            messages=history({"type": "redacted_thinking", "data": ""}),
         )
 
 
