@@ -59,6 +59,22 @@ FILLER = (
     "rate limits have something realistic to chew on. "
 )
 MAX_CACHE_BREAKPOINTS = 4
+MAX_REQUEST_BYTES = 32 * 1024 * 1024
+TOOL_VERSIONS = {
+    "web_search": ("web_search_20250305", "web_search_20260209", "web_search_20260318"),
+    "web_fetch": (
+        "web_fetch_20250910",
+        "web_fetch_20260209",
+        "web_fetch_20260309",
+        "web_fetch_20260318",
+    ),
+    "code_execution": (
+        "code_execution_20250522",
+        "code_execution_20250825",
+        "code_execution_20260120",
+        "code_execution_20260521",
+    ),
+}
 THINKING_TYPES = ("adaptive", "between_tools", "disabled", "enabled")
 EFFORT_LEVELS = ("low", "medium", "high", "xhigh", "max")
 SERVER_TOOL_NAMES = ("web_search", "web_fetch", "code_execution")
@@ -762,6 +778,9 @@ class FakeClaude(LocalServer):
         self.responder: Callable[[dict[str, Any]], Script | None] | None = None
         self.models: dict[str, dict[str, Any]] = default_models() if models is None else models
         self.allow_prefill = False  # current models reject a last assistant turn
+        #: Model ids that still take a non-default temperature/top_p/top_k and a forced
+        #: tool_choice, as the 4.x line did; every other model refuses them, as the 5.x does.
+        self.legacy_rule_models: set[str] = set()
         self.min_cacheable_tokens = 0
         self.image_tokens = 1600
         self.document_tokens = 3000
@@ -842,7 +861,8 @@ class FakeClaude(LocalServer):
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
-            body = await request.json()
+            raw = await request.read()
+            body = json.loads(raw)
             self.requests.append(body)
             self.request_headers.append({k.lower(): v for k, v in request.headers.items()})
             script = self._next_script(body)
@@ -854,7 +874,7 @@ class FakeClaude(LocalServer):
                         script.error_message or self._default_message(script.status),
                         retry_after=script.retry_after,
                     )
-                self._validate(body)
+                self._validate(body, size=len(raw))
                 reply = self._compose(body, script)
                 usage = self._usage(body)
                 messages = body["messages"]
@@ -872,11 +892,12 @@ class FakeClaude(LocalServer):
             self.in_flight -= 1
 
     async def _handle_count_tokens(self, request: web.Request) -> web.Response:
-        body = await request.json()
+        raw = await request.read()
+        body = json.loads(raw)
         self.count_requests.append(body)
         try:
             self._check_auth(request)
-            self._validate(body, max_tokens_required=False)
+            self._validate(body, size=len(raw), max_tokens_required=False)
         except ApiError as e:
             return _error_response(e, f"req_fake{next(self._ids):012d}")
         return web.json_response({"input_tokens": self.estimate_tokens(body)})
@@ -1163,14 +1184,26 @@ class FakeClaude(LocalServer):
     def _default_message(status: int) -> str:
         return ERROR_MESSAGES.get(ERROR_TYPES.get(status, "api_error"), f"Error {status}")
 
-    def _validate(self, body: dict[str, Any], *, max_tokens_required: bool = True) -> None:
-        """The 400s a chat bot can provoke: missing fields, prefill, bad images, >4 breakpoints."""
+    def _validate(
+        self, body: dict[str, Any], *, size: int = 0, max_tokens_required: bool = True
+    ) -> None:
+        """The 400s a chat bot can provoke: missing fields, prefill, parameters and tools the
+        model refuses, bad images and documents, thinking sent back changed, >4 breakpoints;
+        a body over 32 MB is a 413. A model the fake does not list is checked as
+        ``CURRENT_MODEL`` would be."""
+        if size > MAX_REQUEST_BYTES:
+            raise ApiError(413, "Request exceeds the maximum allowed number of bytes.")
         for key in ("model", "messages") + (("max_tokens",) if max_tokens_required else ()):
             if key not in body:
                 raise ApiError(400, f"{key}: Field required")
         model = self.models.get(body["model"])
         if model is not None and model["lifecycle"] == "retired":
             raise ApiError(404, f"model: {body['model']}")
+        capabilities = (model or sonnet_5_5())["capabilities"]
+        if body["model"] not in self.legacy_rule_models:
+            _check_current_rules(body)
+        _check_thinking_config(body, capabilities)
+        _check_tools(body.get("tools") or [], capabilities)
         messages = body["messages"]
         if not messages:
             raise ApiError(400, "messages: at least one message is required")
@@ -1188,6 +1221,8 @@ class FakeClaude(LocalServer):
                 where = f"messages.{i}.content.{j}"
                 if block.get("type") == "image":
                     _check_image(block, f"{where}.image.source.base64")
+                elif block.get("type") == "document":
+                    _check_document(block, where, capabilities)
                 elif block.get("type") in ("thinking", "redacted_thinking"):
                     self._check_thinking(block, where)
         marks = sum(1 for _, _, cc in self._segments(body) if cc is not None)
@@ -1346,6 +1381,128 @@ def _check_image(block: dict[str, Any], where: str) -> None:
         raise ApiError(400, f"{where}: invalid base64 data") from None
     if not raw.startswith(IMAGE_TYPES[media_type]):
         raise ApiError(400, f"{where}: Image does not match the provided media type {media_type}")
+
+
+def _check_current_rules(body: dict[str, Any]) -> None:
+    """The 5.x line takes no sampling parameters but their defaults, and no forced tool use."""
+    for key, default in (("temperature", 1), ("top_p", 1), ("top_k", None)):
+        if body.get(key) is not None and body[key] != default:
+            raise ApiError(400, f"{key}: this model does not support setting {key}; leave it unset")
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") in ("any", "tool"):
+        raise ApiError(
+            400,
+            f"tool_choice: type {choice['type']!r} (forced tool use) is not supported by this "
+            "model; use 'auto' or 'none'",
+        )
+
+
+def _check_thinking_config(body: dict[str, Any], capabilities: dict[str, Any]) -> None:
+    """``thinking`` of a type the model accepts; ``output_config.effort`` at a level it has."""
+    thinking = body.get("thinking")
+    if thinking is not None:
+        kind = thinking.get("type") if isinstance(thinking, dict) else None
+        if kind not in THINKING_TYPES:
+            raise ApiError(
+                400, f"thinking.type: Input should be one of {', '.join(THINKING_TYPES)}"
+            )
+        if not capabilities["thinking"]["types"][kind]["supported"]:
+            message = f"thinking.type: {kind!r} is not supported by this model."
+            if kind == "enabled":
+                message += " Use thinking.type 'adaptive' with output_config.effort."
+            raise ApiError(400, message)
+        if thinking.get("display") not in (None, "summarized", "omitted"):
+            raise ApiError(400, "thinking.display: Input should be 'summarized' or 'omitted'")
+        if kind == "enabled":
+            budget = thinking.get("budget_tokens")
+            if not isinstance(budget, int) or budget < 1024:
+                raise ApiError(400, "thinking.enabled.budget_tokens: Input should be >= 1024")
+            if budget >= int(body.get("max_tokens") or budget + 1):
+                raise ApiError(400, "max_tokens must be greater than thinking.budget_tokens")
+    output_config = body.get("output_config")
+    effort = output_config.get("effort") if isinstance(output_config, dict) else None
+    if effort is not None:
+        if effort not in EFFORT_LEVELS:
+            levels = ", ".join(EFFORT_LEVELS)
+            raise ApiError(400, f"output_config.effort: Input should be one of {levels}")
+        if not capabilities["effort"][effort]["supported"]:
+            raise ApiError(400, f"output_config.effort: {effort!r} is not supported by this model")
+
+
+def _check_tools(tools: list[Any], capabilities: dict[str, Any]) -> None:
+    """Unique names; custom tools with a schema; server tools of a known version the model
+    supports, with a positive ``max_uses`` and not both domain lists."""
+    names: set[str] = set()
+    for i, tool in enumerate(tools):
+        where = f"tools.{i}"
+        name = tool.get("name") if isinstance(tool, dict) else None
+        if not isinstance(name, str) or not name:
+            raise ApiError(400, f"{where}.name: Field required")
+        if name in names:
+            raise ApiError(400, f"tools: Tool names must be unique. Duplicate: {name!r}")
+        names.add(name)
+        family = _server_tool_name(tool)
+        if family is None:
+            if tool.get("type") in (None, "custom") and "input_schema" not in tool:
+                raise ApiError(400, f"{where}.custom.input_schema: Field required")
+            continue
+        if tool["type"] not in TOOL_VERSIONS[family]:
+            raise ApiError(400, f"{where}.type: unknown tool type {tool['type']!r}")
+        if name != family:
+            raise ApiError(400, f"{where}.name: Input should be {family!r}")
+        if not capabilities["server_tools"][family]["supported"]:
+            raise ApiError(400, f"{where}: {family} is not supported by this model")
+        max_uses = tool.get("max_uses")
+        if max_uses is not None and (not isinstance(max_uses, int) or max_uses < 1):
+            raise ApiError(400, f"{where}.max_uses: Input should be greater than 0")
+        if tool.get("allowed_domains") is not None and tool.get("blocked_domains") is not None:
+            raise ApiError(
+                400, f"{where}: allowed_domains and blocked_domains cannot be used together"
+            )
+        citations = tool.get("citations")
+        if citations is not None and not (
+            isinstance(citations, dict) and isinstance(citations.get("enabled"), bool)
+        ):
+            raise ApiError(400, f"{where}.citations.enabled: Input should be a valid boolean")
+
+
+def _check_document(block: dict[str, Any], where: str, capabilities: dict[str, Any]) -> None:
+    """A PDF that is one, plain text that is text, and citations switched on or off."""
+    source = block.get("source")
+    if not isinstance(source, dict):
+        source = {}
+    kind = source.get("type")
+    if kind == "base64":
+        if source.get("media_type") != "application/pdf":
+            raise ApiError(
+                400, f"{where}.document.source.base64.media_type: Input should be 'application/pdf'"
+            )
+        try:
+            raw = base64.b64decode(source.get("data") or "", validate=True)
+        except (binascii.Error, ValueError):
+            raise ApiError(400, f"{where}.document.source.base64.data: invalid base64") from None
+        if not raw.startswith(b"%PDF"):
+            raise ApiError(400, f"{where}: The PDF specified was not valid.")
+        if not capabilities["pdf_input"]["supported"]:
+            raise ApiError(400, f"{where}: this model does not support PDF input")
+    elif kind == "text":
+        if source.get("media_type") != "text/plain":
+            raise ApiError(
+                400, f"{where}.document.source.text.media_type: Input should be 'text/plain'"
+            )
+        if not isinstance(source.get("data"), str):
+            raise ApiError(400, f"{where}.document.source.text.data: Field required")
+    elif kind not in ("content", "url", "file"):
+        raise ApiError(
+            400,
+            f"{where}.document.source.type: Input should be 'base64', 'text', 'content', 'url' "
+            "or 'file'",
+        )
+    citations = block.get("citations")
+    if citations is not None and not (
+        isinstance(citations, dict) and isinstance(citations.get("enabled"), bool)
+    ):
+        raise ApiError(400, f"{where}.document.citations.enabled: Input should be a valid boolean")
 
 
 def _error_response(error: ApiError, request_id: str) -> web.Response:

@@ -1195,6 +1195,235 @@ async def test_thinking_goes_back_signed_and_unchanged(
         )
 
 
+# -- Request checks of the current models ----------------------------------------------------
+
+
+@pytest.fixture
+async def current(claude: FakeClaude) -> FakeClaude:
+    """The fake with CURRENT_MODEL listed, and a model with none of the newer features."""
+    claude.models = current_models()
+    claude.models["claude-plain"] = model_info(
+        "claude-plain",
+        "Plain",
+        created_at="2025-01-01T00:00:00Z",
+        line=None,
+        pdf_input=False,
+        thinking_types=("disabled",),
+        effort_levels=(),
+        server_tools=("web_search",),
+    )
+    return claude
+
+
+FETCH: ToolUnionParam = {"type": "web_fetch_20260318", "name": "web_fetch"}
+
+
+@pytest.mark.parametrize(
+    ("params", "model", "complaint"),  # sent as extra_body: SDK 2.x has no temperature kwarg
+    [
+        ({"temperature": 0.5}, CURRENT_MODEL, "temperature"),
+        ({"top_p": 0.9}, CURRENT_MODEL, "top_p"),
+        ({"top_k": 5}, "claude-sonnet-4-6", "top_k"),
+        ({"tools": [WEB_SEARCH], "tool_choice": {"type": "any"}}, CURRENT_MODEL, "forced"),
+        (
+            {"tools": [WEB_SEARCH], "tool_choice": {"type": "tool", "name": "web_search"}},
+            CURRENT_MODEL,
+            "forced",
+        ),
+        ({"thinking": {"type": "enabled", "budget_tokens": 2048}}, CURRENT_MODEL, "'enabled'"),
+        ({"thinking": {"type": "sometimes"}}, CURRENT_MODEL, "thinking.type"),
+        ({"thinking": {"type": "adaptive"}}, "claude-plain", "'adaptive' is not supported"),
+        ({"thinking": {"type": "adaptive", "display": "full"}}, CURRENT_MODEL, "display"),
+        ({"output_config": {"effort": "extreme"}}, CURRENT_MODEL, "effort"),
+        ({"output_config": {"effort": "xhigh"}}, "claude-sonnet-4-6", "'xhigh' is not supported"),
+        ({"output_config": {"effort": "low"}}, "claude-plain", "'low' is not supported"),
+        (
+            {"tools": [{**WEB_SEARCH, "allowed_domains": ["a.dev"], "blocked_domains": ["b.dev"]}]},
+            CURRENT_MODEL,
+            "cannot be used together",
+        ),
+        (
+            {"tools": [{**FETCH, "allowed_domains": ["a.dev"], "blocked_domains": ["b.dev"]}]},
+            CURRENT_MODEL,
+            "cannot be used together",
+        ),
+        ({"tools": [{**WEB_SEARCH, "max_uses": 0}]}, CURRENT_MODEL, "max_uses"),
+        ({"tools": [{**FETCH, "citations": {"enabled": "yes"}}]}, CURRENT_MODEL, "citations"),
+        (
+            {"tools": [{"type": "web_search_20991231", "name": "web_search"}]},
+            CURRENT_MODEL,
+            "unknown tool type",
+        ),
+        (
+            {"tools": [{"type": "web_search_20260318", "name": "search"}]},
+            CURRENT_MODEL,
+            "Input should be 'web_search'",
+        ),
+        ({"tools": [FETCH]}, "claude-plain", "web_fetch is not supported"),
+        ({"tools": [WEB_SEARCH, WEB_SEARCH]}, CURRENT_MODEL, "unique"),
+        ({"tools": [{"name": "lookup"}]}, CURRENT_MODEL, "input_schema"),
+    ],
+)
+async def test_what_current_models_refuse(
+    current: FakeClaude,
+    client: anthropic.AsyncAnthropic,
+    params: dict[str, Any],
+    model: str,
+    complaint: str,
+) -> None:
+    with pytest.raises(anthropic.BadRequestError, match=complaint) as e:
+        await client.messages.create(
+            model=model, max_tokens=4000, messages=user_turn(), extra_body=params
+        )
+    assert e.value.type == "invalid_request_error"
+    assert current.responses == []
+
+
+@pytest.mark.parametrize(
+    ("params", "model"),
+    [
+        ({"temperature": 1.0, "top_p": 1.0}, CURRENT_MODEL),  # the defaults, spelled out
+        ({"tools": [WEB_SEARCH], "tool_choice": {"type": "auto"}}, CURRENT_MODEL),
+        ({"tools": [WEB_SEARCH], "tool_choice": {"type": "none"}}, CURRENT_MODEL),
+        (
+            {
+                "thinking": {"type": "adaptive", "display": "summarized"},
+                "output_config": {"effort": "xhigh"},
+            },
+            CURRENT_MODEL,
+        ),
+        ({"thinking": {"type": "disabled"}, "output_config": {"effort": "low"}}, CURRENT_MODEL),
+        ({"thinking": {"type": "enabled", "budget_tokens": 2048}}, "claude-sonnet-4-6"),
+        ({"thinking": {"type": "adaptive"}}, "claude-model-the-fake-does-not-list"),
+        (
+            {
+                "tools": [
+                    {**WEB_SEARCH, "max_uses": 3, "allowed_domains": ["docs.rs"]},
+                    {**FETCH, "citations": {"enabled": True}, "blocked_domains": ["x.dev"]},
+                    {"type": "code_execution_20260521", "name": "code_execution"},
+                    {"name": "lookup", "input_schema": {"type": "object"}},
+                ]
+            },
+            CURRENT_MODEL,
+        ),
+    ],
+)
+async def test_what_current_models_accept(
+    current: FakeClaude, client: anthropic.AsyncAnthropic, params: dict[str, Any], model: str
+) -> None:
+    await client.messages.create(
+        model=model, max_tokens=4000, messages=user_turn(), extra_body=params
+    )
+    assert current.requests[-1]["model"] == model
+
+
+async def test_legacy_rules_per_model(
+    current: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    current.legacy_rule_models.add("claude-sonnet-4-6")
+    legacy = {
+        "temperature": 0.2,
+        "top_k": 40,
+        "tools": [WEB_SEARCH],
+        "tool_choice": {"type": "any"},
+    }
+    await client.messages.create(
+        model="claude-sonnet-4-6", max_tokens=10, messages=user_turn(), extra_body=legacy
+    )
+    with pytest.raises(anthropic.BadRequestError, match="temperature"):
+        await client.messages.create(
+            model=CURRENT_MODEL, max_tokens=10, messages=user_turn(), extra_body=legacy
+        )
+
+
+def document_turn(source: dict[str, Any], **extra: Any) -> list[MessageParam]:
+    block = {"type": "document", "source": source, **extra}
+    return [cast(MessageParam, {"role": "user", "content": [block, {"type": "text", "text": "?"}]})]
+
+
+@pytest.mark.parametrize(
+    ("source", "extra", "model", "complaint"),
+    [
+        (
+            {"type": "base64", "media_type": "application/x-pdf", "data": PDF_B64},
+            {},
+            CURRENT_MODEL,
+            "application/pdf",
+        ),
+        (
+            {"type": "base64", "media_type": "application/pdf", "data": "not base64!"},
+            {},
+            CURRENT_MODEL,
+            "invalid base64",
+        ),
+        (
+            {
+                "type": "base64",
+                "media_type": "application/pdf",
+                "data": base64.b64encode(PNG).decode(),
+            },
+            {},
+            CURRENT_MODEL,
+            "PDF specified was not valid",
+        ),
+        (
+            {"type": "base64", "media_type": "application/pdf", "data": PDF_B64},
+            {},
+            "claude-plain",
+            "does not support PDF input",
+        ),
+        (
+            {"type": "text", "media_type": "text/csv", "data": "a,b"},
+            {},
+            CURRENT_MODEL,
+            "text/plain",
+        ),
+        ({"type": "text", "media_type": "text/plain"}, {}, CURRENT_MODEL, "data: Field required"),
+        ({"type": "pigeon"}, {}, CURRENT_MODEL, "source.type"),
+        (
+            {"type": "text", "media_type": "text/plain", "data": "a"},
+            {"citations": {"enabled": 1}},
+            CURRENT_MODEL,
+            "citations.enabled",
+        ),
+    ],
+)
+async def test_documents_are_checked(
+    current: FakeClaude,
+    client: anthropic.AsyncAnthropic,
+    source: dict[str, Any],
+    extra: dict[str, Any],
+    model: str,
+    complaint: str,
+) -> None:
+    with pytest.raises(anthropic.BadRequestError, match=complaint):
+        await client.messages.create(
+            model=model, max_tokens=10, messages=document_turn(source, **extra)
+        )
+
+
+async def test_good_documents_and_the_request_size_limit(
+    current: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    pdf = {"type": "base64", "media_type": "application/pdf", "data": PDF_B64}
+    text = {"type": "text", "media_type": "text/plain", "data": "notes"}
+    for source in (pdf, text):
+        await client.messages.create(
+            model=CURRENT_MODEL,
+            max_tokens=10,
+            messages=document_turn(source, title="a", citations={"enabled": True}),
+        )
+    huge = {"type": "text", "media_type": "text/plain", "data": "x" * (32 * 1024 * 1024)}
+    with pytest.raises(anthropic.APIStatusError) as e:
+        await client.messages.create(
+            model=CURRENT_MODEL, max_tokens=10, messages=document_turn(huge)
+        )
+    assert (e.value.status_code, e.value.type) == (413, "request_too_large")
+    with pytest.raises(anthropic.APIStatusError) as e:
+        await client.messages.count_tokens(model=CURRENT_MODEL, messages=document_turn(huge))
+    assert e.value.status_code == 413
+
+
 async def test_models_api(client: anthropic.AsyncAnthropic) -> None:
     model = await client.models.retrieve("claude-sonnet-4-6")
     assert model.max_input_tokens and model.max_tokens and model.capabilities
