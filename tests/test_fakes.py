@@ -1160,6 +1160,39 @@ async def test_a_paused_turn_sent_back_changed_is_prefill(
     assert len(claude.continuations) == 2
 
 
+async def test_cache_breakpoints_on_a_continued_turn(
+    claude: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    """The prompt the paused request wrote is read back by its continuation; the paused
+    blocks, up to the breakpoint on the last of them, are written."""
+    claude.queue = [
+        Script(
+            blocks=[
+                ServerToolUse("web_search", {"query": "q"}),
+                WebSearchResult([{"url": "https://a.example", "title": "A"}]),
+            ],
+            stop_reason="pause_turn",
+        ),
+        Script(text="Done."),
+    ]
+    system: list[TextBlockParam] = [{"type": "text", "text": "You are a bot. " * 50}]
+    question = user_turn("q " * 200)
+    request: dict[str, Any] = {"model": "claude-sonnet-4-6", "max_tokens": 100, "system": system}
+    paused = await client.messages.create(
+        **request, messages=question, tools=[WEB_SEARCH], cache_control={"type": "ephemeral"}
+    )
+    content = [block.to_dict() for block in paused.content]
+    content[-1]["cache_control"] = {"type": "ephemeral"}
+    final = await client.messages.create(
+        **request, messages=[*question, assistant_turn(content)], tools=[WEB_SEARCH]
+    )
+    written = paused.usage.cache_creation_input_tokens
+    assert written and final.usage.cache_read_input_tokens == written
+    added = claude.estimate_tokens(claude.requests[1]) - claude.estimate_tokens(claude.requests[0])
+    assert final.usage.cache_creation_input_tokens == added > 0
+    assert final.usage.input_tokens == 0
+
+
 async def test_thinking_goes_back_signed_and_unchanged(
     claude: FakeClaude, client: anthropic.AsyncAnthropic
 ) -> None:
