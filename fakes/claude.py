@@ -748,6 +748,12 @@ class FakeClaude(LocalServer):
     kept in ``requests``, its headers (lower-cased names) in ``request_headers``, every reply
     sent whole in ``responses``; ``in_flight``/``peak_in_flight`` count concurrency.
 
+    A request may end with an assistant turn only if that turn is the content of replies that
+    stopped with ``pause_turn``, sent back verbatim (``continuations`` keeps those requests);
+    any other is refused as prefill unless ``allow_prefill``. Requests are also checked as
+    the current models check them (see ``_validate``); a script the API could not play for
+    the request (a tool it does not offer…) is a 400 noted in ``script_errors``.
+
     Usage: ``message_start`` carries the input counts, ``message_delta`` the final ones: input
     grows by the tokens of the server tools' results in the reply, output counts every scripted
     token (thinking included, shown or not), and ``server_tool_use`` counts the searches and
