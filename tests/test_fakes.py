@@ -13,12 +13,21 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import anthropic
 import pytest
-from anthropic.types import Base64ImageSourceParam, Message, MessageParam, TextBlockParam
+from anthropic.types import (
+    Base64ImageSourceParam,
+    DocumentBlockParam,
+    Message,
+    MessageParam,
+    RawMessageStartEvent,
+    TextBlockParam,
+    ThinkingConfigParam,
+    ToolUnionParam,
+)
 from slack_bolt.async_app import AsyncApp, AsyncSay
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
@@ -30,7 +39,24 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from fakes.claude import FakeClaude, Script
+from fakes.claude import (
+    CURRENT_MODEL,
+    Block,
+    DocCitation,
+    FakeClaude,
+    RawBlock,
+    RedactedThinking,
+    Script,
+    ServerToolUse,
+    Text,
+    Thinking,
+    WebCitation,
+    WebFetchResult,
+    WebSearchResult,
+    current_models,
+    default_models,
+    model_info,
+)
 from fakes.slack import (
     FakeSlack,
     FakeSocketModeServer,
@@ -41,6 +67,7 @@ from fakes.slack import (
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
+PDF_B64 = base64.b64encode(b"%PDF-1.7\n%fake\n").decode()
 
 
 @pytest.fixture
@@ -68,6 +95,11 @@ async def client(claude: FakeClaude) -> AsyncIterator[anthropic.AsyncAnthropic]:
 
 def user_turn(text: str = "hi") -> list[MessageParam]:
     return [{"role": "user", "content": text}]
+
+
+def assistant_turn(blocks: list[dict[str, Any]]) -> MessageParam:
+    """An assistant turn of raw blocks, as a client sends back what it received."""
+    return cast(MessageParam, {"role": "assistant", "content": blocks})
 
 
 def text_of(message: Message) -> str:
@@ -704,6 +736,757 @@ async def test_prompt_cache_accounting(
     assert other.usage.cache_read_input_tokens == 0
 
 
+# -- Scripted content blocks: thinking, server tools, citations --------------------------------
+
+WEB_SEARCH: ToolUnionParam = {"type": "web_search_20260318", "name": "web_search"}
+SUMMARIZED: ThinkingConfigParam = {"type": "adaptive", "display": "summarized"}
+RUST_BLOG = "https://blog.rust-lang.org/2023/12/21/async-fn-rpit-in-traits.html"
+
+
+def stream_shape(events: list[Any]) -> list[str]:
+    """The raw events as `start:<block>`, `<delta type>`, `stop` or the event's type (the SDK's
+    own derived events — `text`, `thinking`, `citation`… — left out)."""
+    shape = []
+    for event in events:
+        if event.type == "content_block_start":
+            shape.append(f"start:{event.content_block.type}")
+        elif event.type == "content_block_delta":
+            shape.append(event.delta.type)
+        elif event.type == "content_block_stop":
+            shape.append("stop")
+        elif event.type in ("message_start", "message_delta", "message_stop"):
+            shape.append(event.type)
+    return shape
+
+
+async def test_stream_thinking_search_and_cited_text(
+    claude: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    claude.models = current_models()
+    claude.default = Script(
+        chars_per_token=10,
+        blocks=[
+            Thinking("Let me search…", signature="sig1"),
+            ServerToolUse("web_search", {"query": "rust async traits"}),
+            WebSearchResult(
+                [{"url": RUST_BLOG, "title": "Async fn in traits", "page_age": "2 years ago"}]
+            ),
+            Text("Async traits are stable", citations=[WebCitation(RUST_BLOG, "stable in 1.75")]),
+            Text(" since 1.75."),
+        ],
+    )
+    async with client.messages.stream(
+        model=CURRENT_MODEL,
+        max_tokens=1000,
+        messages=user_turn("are async traits stable?"),
+        tools=[WEB_SEARCH],
+        thinking=SUMMARIZED,
+    ) as stream:
+        events = [event async for event in stream]
+        message = await stream.get_final_message()
+
+    assert stream_shape(events) == [
+        "message_start",
+        *["start:thinking", "thinking_delta", "thinking_delta", "signature_delta", "stop"],
+        "start:server_tool_use",
+        *["input_json_delta"] * 4,  # "" first, then '{"query": "rust async traits"}' in 10s
+        "stop",
+        *["start:web_search_tool_result", "stop"],  # the results come whole
+        *["start:text", "citations_delta", "text_delta", "text_delta", "text_delta", "stop"],
+        *["start:text", "text_delta", "text_delta", "stop"],
+        "message_delta",
+        "message_stop",
+    ]
+    cited_start = [e for e in events if e.type == "content_block_start"][3]
+    assert cited_start.content_block.to_dict() == {"type": "text", "text": "", "citations": []}
+
+    thinking, tool_use, result, cited, plain = message.content
+    assert thinking.type == "thinking"
+    assert (thinking.thinking, thinking.signature) == ("Let me search…", "sig1")
+    assert tool_use.type == "server_tool_use"
+    assert (tool_use.name, tool_use.input) == ("web_search", {"query": "rust async traits"})
+    assert tool_use.id.startswith("srvtoolu_")
+    assert result.type == "web_search_tool_result" and result.tool_use_id == tool_use.id
+    assert isinstance(result.content, list)
+    assert [(r.url, r.title, r.page_age) for r in result.content] == [
+        (RUST_BLOG, "Async fn in traits", "2 years ago")
+    ]
+    assert result.content[0].encrypted_content
+    assert cited.type == "text" and cited.text == "Async traits are stable"
+    assert cited.citations is not None
+    [citation] = cited.citations
+    assert citation.type == "web_search_result_location"
+    assert (citation.url, citation.title, citation.cited_text) == (
+        RUST_BLOG,
+        "Async fn in traits",  # from the result, as the script gave none
+        "stable in 1.75",
+    )
+    assert citation.encrypted_index
+    assert plain.type == "text" and plain.text == " since 1.75." and plain.citations is None
+
+    usage = message.usage
+    assert usage.server_tool_use is not None
+    assert (
+        usage.server_tool_use.web_search_requests,
+        usage.server_tool_use.web_fetch_requests,
+    ) == (
+        1,
+        0,
+    )
+    assert isinstance(events[0], RawMessageStartEvent)
+    start_usage = events[0].message.usage
+    assert usage.input_tokens > start_usage.input_tokens  # the results are input too
+    assert start_usage.server_tool_use is None  # message_start has the input counts only
+    assert usage.output_tokens == 2 + 3 + 3 + 2  # thinking, tool input, text pieces
+    assert usage.output_tokens_details is not None
+    assert usage.output_tokens_details.thinking_tokens == 2
+    # What the fake recorded is what the SDK accumulated.
+    assert claude.responses[-1]["content"] == [block.to_dict() for block in message.content]
+
+
+async def test_redacted_thinking_web_fetch_and_document_citations(
+    claude: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    notes = "Q3 revenue grew 12%. Churn fell to 2%."
+    text_doc: DocumentBlockParam = {
+        "type": "document",
+        "source": {"type": "text", "media_type": "text/plain", "data": notes},
+        "title": "notes.txt",
+        "citations": {"enabled": True},
+    }
+    pdf_doc: DocumentBlockParam = {
+        "type": "document",
+        "source": {"type": "base64", "media_type": "application/pdf", "data": PDF_B64},
+        "title": "report.pdf",
+        "citations": {"enabled": True},
+    }
+    messages: list[MessageParam] = [
+        {"role": "user", "content": [text_doc, pdf_doc, {"type": "text", "text": "summarise"}]}
+    ]
+    fetch: ToolUnionParam = {
+        "type": "web_fetch_20260318",
+        "name": "web_fetch",
+        "citations": {"enabled": True},
+        "max_uses": 2,
+    }
+    claude.default = Script(
+        blocks=[
+            RedactedThinking("opaque-bytes"),
+            ServerToolUse("web_fetch", {"url": "https://example.com/q3"}),
+            WebFetchResult("https://example.com/q3", "Q3 in brief.", title="Q3", seconds=0.05),
+            Text("Revenue grew 12%", citations=[DocCitation("Q3 revenue grew 12%.", 0)]),
+            Text(" and the report agrees.", citations=[DocCitation("growth", 1, start=3)]),
+        ],
+    )
+    async with client.messages.stream(
+        model="claude-sonnet-4-6", max_tokens=1000, messages=messages, tools=[fetch]
+    ) as stream:
+        events = [event async for event in stream]
+        message = await stream.get_final_message()
+
+    shape = stream_shape(events)
+    assert shape[1:3] == ["start:redacted_thinking", "stop"]
+    assert shape.count("start:web_fetch_tool_result") == 1
+    redacted, tool_use, fetched, first, second = message.content
+    assert redacted.type == "redacted_thinking" and redacted.data == "opaque-bytes"
+    assert tool_use.type == "server_tool_use" and tool_use.name == "web_fetch"
+    assert tool_use.input == {"url": "https://example.com/q3"}
+    assert fetched.type == "web_fetch_tool_result" and fetched.tool_use_id == tool_use.id
+    assert fetched.content.type == "web_fetch_result"
+    assert fetched.content.url == "https://example.com/q3"
+    document = fetched.content.content
+    assert (document.title, document.source.data) == ("Q3", "Q3 in brief.")
+    assert document.citations is not None and document.citations.enabled  # the tool asked
+    assert first.type == "text" and first.citations is not None
+    assert first.citations[0].to_dict() == {
+        "type": "char_location",
+        "cited_text": "Q3 revenue grew 12%.",
+        "document_index": 0,
+        "document_title": "notes.txt",
+        "start_char_index": 0,
+        "end_char_index": 20,
+    }
+    assert second.type == "text" and second.citations is not None
+    page = second.citations[0]
+    assert page.type == "page_location"
+    assert (page.document_index, page.document_title) == (1, "report.pdf")
+    assert (page.start_page_number, page.end_page_number) == (3, 4)
+    assert message.usage.server_tool_use is not None
+    assert message.usage.server_tool_use.web_fetch_requests == 1
+    assert message.usage.server_tool_use.web_search_requests == 0
+
+
+async def test_thinking_text_is_omitted_unless_summarized(
+    claude: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    claude.default = Script(blocks=[Thinking("a private plan"), Text("Done.")])
+    kwargs: dict[str, Any] = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 100,
+        "messages": user_turn(),
+    }
+    async with client.messages.stream(**kwargs, thinking={"type": "adaptive"}) as stream:
+        omitted = await stream.get_final_message()
+    async with client.messages.stream(**kwargs, thinking=SUMMARIZED) as stream:
+        summarized = await stream.get_final_message()
+
+    hidden, shown = omitted.content[0], summarized.content[0]
+    assert hidden.type == "thinking" and shown.type == "thinking"
+    assert hidden.thinking == "" and hidden.signature  # the 5.x default display
+    assert shown.thinking == "a private plan" and shown.signature != hidden.signature
+    # Thinking costs its tokens whether or not it is shown.
+    assert omitted.usage.output_tokens == summarized.usage.output_tokens == 4 + 2
+
+
+async def test_pacing_across_blocks(claude: FakeClaude, client: anthropic.AsyncAnthropic) -> None:
+    """Hidden thinking (10 tokens) and tool input (4) come first, then a 0.2 s search: the first
+    text token is due 0.1 + 0.14 + 0.2 s in, and the text's 10 tokens 0.09 s apart."""
+    claude.default = Script(
+        ttft=0.1,
+        tokens_per_second=100,
+        blocks=[
+            Thinking("t" * 40),
+            ServerToolUse("web_search", {"query": "q"}),
+            WebSearchResult([{"url": "https://a.example", "title": "A"}], seconds=0.2),
+            Text("x" * 40),
+        ],
+    )
+    started = time.monotonic()
+    arrivals = []
+    async with client.messages.stream(
+        model="claude-sonnet-4-6", max_tokens=100, messages=user_turn(), tools=[WEB_SEARCH]
+    ) as stream:
+        async for _ in stream.text_stream:
+            arrivals.append(time.monotonic() - started)
+    assert len(arrivals) == 10
+    assert 0.44 <= arrivals[0] < 0.6
+    assert arrivals[-1] - arrivals[0] == pytest.approx(9 / 100, abs=0.06)
+
+
+async def test_max_tokens_cuts_across_blocks(
+    claude: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    claude.default = Script(blocks=[Thinking("abcdefghijkl"), Text("b" * 40), Text("never")])
+    for stream_it in (True, False):
+        request: dict[str, Any] = {
+            "model": "claude-sonnet-4-6",
+            "max_tokens": 5,
+            "messages": user_turn(),
+            "thinking": SUMMARIZED,
+        }
+        if stream_it:
+            async with client.messages.stream(**request) as stream:
+                message = await stream.get_final_message()
+        else:
+            message = await client.messages.create(**request)
+        thinking, text = message.content
+        assert thinking.type == "thinking" and thinking.thinking == "abcdefghijkl"
+        assert thinking.signature  # the signature follows the last thinking token
+        assert text.type == "text" and text.text == "bb" * 4
+        assert (message.stop_reason, message.usage.output_tokens) == ("max_tokens", 5)
+
+
+async def test_a_cut_counts_text_only(claude: FakeClaude, client: anthropic.AsyncAnthropic) -> None:
+    claude.default = Script(
+        blocks=[Thinking("t" * 40), Text("x" * 8), Text("y" * 40)], error_event_after_chars=12
+    )
+    received = ""
+    with pytest.raises(anthropic.APIStatusError) as e:
+        async with client.messages.stream(
+            model="claude-sonnet-4-6", max_tokens=100, messages=user_turn(), thinking=SUMMARIZED
+        ) as stream:
+            async for text in stream.text_stream:
+                received += text
+    assert received == "x" * 8 + "y" * 4
+    assert e.value.type == "overloaded_error"
+    assert claude.responses == []  # only whole replies are recorded
+
+
+async def test_non_streaming_blocks_match_the_stream(
+    claude: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    claude.default = Script(
+        blocks=[
+            ServerToolUse("web_search", {"query": "q"}, id="srvtoolu_fixed"),
+            WebSearchResult([{"url": "https://a.example", "title": "A"}]),
+            Text("A says so.", citations=[WebCitation("https://a.example", "so")]),
+            RawBlock({"type": "text", "text": " Raw."}),
+        ]
+    )
+    request: dict[str, Any] = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 100,
+        "messages": user_turn(),
+        "tools": [WEB_SEARCH],
+    }
+    created = await client.messages.create(**request)
+    async with client.messages.stream(**request) as stream:
+        streamed = await stream.get_final_message()
+    assert [b.to_dict() for b in created.content] == [b.to_dict() for b in streamed.content]
+    assert created.usage == streamed.usage
+    assert created.usage.server_tool_use is not None
+    assert created.usage.server_tool_use.web_search_requests == 1
+    assert [r["content"] for r in claude.responses] == [[b.to_dict() for b in created.content]] * 2
+
+
+async def test_max_uses_and_failed_searches_are_not_billed(
+    claude: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    limited: ToolUnionParam = {"type": "web_search_20260318", "name": "web_search", "max_uses": 1}
+    claude.default = Script(
+        blocks=[
+            ServerToolUse("web_search", {"query": "one"}),
+            WebSearchResult([{"url": "https://a.example", "title": "A"}]),
+            ServerToolUse("web_search", {"query": "two"}),
+            WebSearchResult([{"url": "https://b.example", "title": "B"}]),
+            ServerToolUse("web_search", {"query": "three"}),
+            WebSearchResult(error_code="unavailable"),
+            Text("Only one search ran."),
+        ]
+    )
+    message = await client.messages.create(
+        model="claude-sonnet-4-6", max_tokens=100, messages=user_turn(), tools=[limited]
+    )
+    results = [b for b in message.content if b.type == "web_search_tool_result"]
+    assert isinstance(results[0].content, list)
+    errors = [r.content for r in results[1:]]
+    assert [e.error_code for e in errors if not isinstance(e, list)] == [
+        "max_uses_exceeded",
+        "max_uses_exceeded",  # past max_uses, whatever the script said
+    ]
+    assert message.usage.server_tool_use is not None
+    assert message.usage.server_tool_use.web_search_requests == 1
+
+
+@pytest.mark.parametrize(
+    ("blocks", "tools", "complaint"),
+    [
+        ([ServerToolUse("web_search", {"query": "q"})], [], "offers no web_search tool"),
+        ([WebSearchResult([])], [WEB_SEARCH], "before any web_search call"),
+        ([Text("x", citations=[WebCitation("https://nowhere.example", "x")])], [], "no search"),
+        ([Text("x", citations=[DocCitation("x", 0)])], [], "the request has 0"),
+    ],
+)
+async def test_a_script_the_api_could_not_send_is_a_400(
+    claude: FakeClaude,
+    client: anthropic.AsyncAnthropic,
+    blocks: list[Block],
+    tools: list[ToolUnionParam],
+    complaint: str,
+) -> None:
+    claude.default = Script(blocks=blocks)
+    with pytest.raises(anthropic.BadRequestError, match="FakeClaude script"):
+        await client.messages.create(
+            model="claude-sonnet-4-6", max_tokens=10, messages=user_turn(), tools=tools
+        )
+    [error] = claude.script_errors
+    assert complaint in error
+
+
+async def test_citing_a_document_without_citations_enabled_is_a_400(
+    claude: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    document: DocumentBlockParam = {
+        "type": "document",
+        "source": {"type": "text", "media_type": "text/plain", "data": "plain"},
+    }
+    claude.default = Script(blocks=[Text("x", citations=[DocCitation("plain", 0)])])
+    with pytest.raises(anthropic.BadRequestError, match="does not enable citations"):
+        await client.messages.create(
+            model="claude-sonnet-4-6",
+            max_tokens=10,
+            messages=[{"role": "user", "content": [document, {"type": "text", "text": "hi"}]}],
+        )
+
+
+# -- pause_turn and thinking sent back --------------------------------------------------------
+
+
+async def test_a_paused_turn_is_continued_with_its_content_verbatim(
+    claude: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    claude.queue = [
+        Script(
+            blocks=[
+                Thinking("Two searches needed."),
+                ServerToolUse("web_search", {"query": "rust 1.75"}),
+                WebSearchResult([{"url": RUST_BLOG, "title": "Async fn in traits"}]),
+            ],
+            stop_reason="pause_turn",
+        ),
+        Script(blocks=[Text("Stable since 1.75.", citations=[WebCitation(RUST_BLOG, "1.75")])]),
+    ]
+    question = user_turn("are async traits stable?")
+    request: dict[str, Any] = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 100,
+        "tools": [WEB_SEARCH],
+        "thinking": SUMMARIZED,
+    }
+    async with client.messages.stream(**request, messages=question) as stream:
+        paused = await stream.get_final_message()
+    assert paused.stop_reason == "pause_turn"
+
+    # Sent back as the SDK gave it, with a cache breakpoint on the last block as the bot adds.
+    content = [block.to_dict() for block in paused.content]
+    content[-1]["cache_control"] = {"type": "ephemeral"}
+    continued = [*question, assistant_turn(content)]
+    async with client.messages.stream(**request, messages=continued) as stream:
+        final = await stream.get_final_message()
+
+    assert final.stop_reason == "end_turn"
+    [text] = final.content
+    assert text.type == "text" and text.citations is not None
+    citation = text.citations[0]
+    assert citation.type == "web_search_result_location"
+    assert citation.title == "Async fn in traits"  # known from the paused turn
+    assert claude.continuations == [claude.requests[1]]
+    sent_back = claude.requests[1]["messages"][-1]["content"]
+    assert [{k: v for k, v in b.items() if k != "cache_control"} for b in sent_back] == (
+        claude.responses[0]["content"]
+    )
+
+
+async def test_a_paused_turn_sent_back_changed_is_prefill(
+    claude: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    claude.default = Script(
+        blocks=[
+            ServerToolUse("web_search", {"query": "one"}),
+            WebSearchResult([{"url": "https://a.example", "title": "A"}]),
+        ],
+        stop_reason="pause_turn",
+    )
+    question = user_turn()
+    paused = await client.messages.create(
+        model="claude-sonnet-4-6", max_tokens=100, messages=question, tools=[WEB_SEARCH]
+    )
+    content = [block.to_dict() for block in paused.content]
+    changed = [{**content[0], "input": {"query": "two"}}, content[1]]
+    extended: list[dict[str, Any]] = [*content, {"type": "text", "text": "and"}]
+    wrongs = [changed, content[:1], extended]
+    for wrong in wrongs:
+        with pytest.raises(anthropic.BadRequestError, match="prefill"):
+            await client.messages.create(
+                model="claude-sonnet-4-6",
+                max_tokens=100,
+                messages=[*question, assistant_turn(wrong)],
+                tools=[WEB_SEARCH],
+            )
+    # Paused twice: both replies go back, as two assistant turns or merged into one.
+    again = await client.messages.create(
+        model="claude-sonnet-4-6",
+        max_tokens=100,
+        messages=[*question, assistant_turn(content)],
+        tools=[WEB_SEARCH],
+    )
+    both = content + [block.to_dict() for block in again.content]
+    await client.messages.create(
+        model="claude-sonnet-4-6",
+        max_tokens=100,
+        messages=[*question, assistant_turn(both)],
+        tools=[WEB_SEARCH],
+    )
+    assert len(claude.continuations) == 2
+
+
+async def test_cache_breakpoints_on_a_continued_turn(
+    claude: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    """The prompt the paused request wrote is read back by its continuation; the paused
+    blocks, up to the breakpoint on the last of them, are written."""
+    claude.queue = [
+        Script(
+            blocks=[
+                ServerToolUse("web_search", {"query": "q"}),
+                WebSearchResult([{"url": "https://a.example", "title": "A"}]),
+            ],
+            stop_reason="pause_turn",
+        ),
+        Script(text="Done."),
+    ]
+    system: list[TextBlockParam] = [{"type": "text", "text": "You are a bot. " * 50}]
+    question = user_turn("q " * 200)
+    request: dict[str, Any] = {"model": "claude-sonnet-4-6", "max_tokens": 100, "system": system}
+    paused = await client.messages.create(
+        **request, messages=question, tools=[WEB_SEARCH], cache_control={"type": "ephemeral"}
+    )
+    content = [block.to_dict() for block in paused.content]
+    content[-1]["cache_control"] = {"type": "ephemeral"}
+    final = await client.messages.create(
+        **request, messages=[*question, assistant_turn(content)], tools=[WEB_SEARCH]
+    )
+    written = paused.usage.cache_creation_input_tokens
+    assert written and final.usage.cache_read_input_tokens == written
+    added = claude.estimate_tokens(claude.requests[1]) - claude.estimate_tokens(claude.requests[0])
+    assert final.usage.cache_creation_input_tokens == added > 0
+    assert final.usage.input_tokens == 0
+
+
+async def test_thinking_goes_back_signed_and_unchanged(
+    claude: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    claude.default = Script(blocks=[Thinking("plan"), Text("Answer.")])
+    first = await client.messages.create(
+        model="claude-sonnet-4-6", max_tokens=100, messages=user_turn(), thinking=SUMMARIZED
+    )
+    thinking = first.content[0].to_dict()
+
+    def history(block: dict[str, Any]) -> list[MessageParam]:
+        reply = assistant_turn([block, {"type": "text", "text": "A"}])
+        return [*user_turn(), reply, *user_turn("and then?")]
+
+    await client.messages.create(
+        model="claude-sonnet-4-6", max_tokens=100, messages=history(thinking)
+    )
+    unsigned = {k: v for k, v in thinking.items() if k != "signature"}
+    with pytest.raises(anthropic.BadRequestError, match="signature: Field required"):
+        await client.messages.create(
+            model="claude-sonnet-4-6", max_tokens=100, messages=history(unsigned)
+        )
+    with pytest.raises(anthropic.BadRequestError, match="cannot be modified"):
+        await client.messages.create(
+            model="claude-sonnet-4-6",
+            max_tokens=100,
+            messages=history({**thinking, "thinking": "a better plan"}),
+        )
+    with pytest.raises(anthropic.BadRequestError, match="data: Field required"):
+        await client.messages.create(
+            model="claude-sonnet-4-6",
+            max_tokens=100,
+            messages=history({"type": "redacted_thinking", "data": ""}),
+        )
+
+
+# -- Request checks of the current models ----------------------------------------------------
+
+
+@pytest.fixture
+async def current(claude: FakeClaude) -> FakeClaude:
+    """The fake with CURRENT_MODEL listed, and a model with none of the newer features."""
+    claude.models = current_models()
+    claude.models["claude-plain"] = model_info(
+        "claude-plain",
+        "Plain",
+        created_at="2025-01-01T00:00:00Z",
+        line=None,
+        pdf_input=False,
+        thinking_types=("disabled",),
+        effort_levels=(),
+        server_tools=("web_search",),
+    )
+    return claude
+
+
+FETCH: ToolUnionParam = {"type": "web_fetch_20260318", "name": "web_fetch"}
+
+
+@pytest.mark.parametrize(
+    ("params", "model", "complaint"),  # sent as extra_body: SDK 2.x has no temperature kwarg
+    [
+        ({"temperature": 0.5}, CURRENT_MODEL, "temperature"),
+        ({"top_p": 0.9}, CURRENT_MODEL, "top_p"),
+        ({"top_k": 5}, "claude-sonnet-4-6", "top_k"),
+        ({"tools": [WEB_SEARCH], "tool_choice": {"type": "any"}}, CURRENT_MODEL, "forced"),
+        (
+            {"tools": [WEB_SEARCH], "tool_choice": {"type": "tool", "name": "web_search"}},
+            CURRENT_MODEL,
+            "forced",
+        ),
+        ({"thinking": {"type": "enabled", "budget_tokens": 2048}}, CURRENT_MODEL, "'enabled'"),
+        ({"thinking": {"type": "sometimes"}}, CURRENT_MODEL, "thinking.type"),
+        ({"thinking": {"type": "adaptive"}}, "claude-plain", "'adaptive' is not supported"),
+        ({"thinking": {"type": "adaptive", "display": "full"}}, CURRENT_MODEL, "display"),
+        ({"output_config": {"effort": "extreme"}}, CURRENT_MODEL, "effort"),
+        ({"output_config": {"effort": "xhigh"}}, "claude-sonnet-4-6", "'xhigh' is not supported"),
+        ({"output_config": {"effort": "low"}}, "claude-plain", "'low' is not supported"),
+        (
+            {"tools": [{**WEB_SEARCH, "allowed_domains": ["a.dev"], "blocked_domains": ["b.dev"]}]},
+            CURRENT_MODEL,
+            "cannot be used together",
+        ),
+        (
+            {"tools": [{**FETCH, "allowed_domains": ["a.dev"], "blocked_domains": ["b.dev"]}]},
+            CURRENT_MODEL,
+            "cannot be used together",
+        ),
+        ({"tools": [{**WEB_SEARCH, "max_uses": 0}]}, CURRENT_MODEL, "max_uses"),
+        ({"tools": [{**FETCH, "citations": {"enabled": "yes"}}]}, CURRENT_MODEL, "citations"),
+        (
+            {"tools": [{"type": "web_search_20991231", "name": "web_search"}]},
+            CURRENT_MODEL,
+            "unknown tool type",
+        ),
+        (
+            {"tools": [{"type": "web_search_20260318", "name": "search"}]},
+            CURRENT_MODEL,
+            "Input should be 'web_search'",
+        ),
+        ({"tools": [FETCH]}, "claude-plain", "web_fetch is not supported"),
+        ({"tools": [WEB_SEARCH, WEB_SEARCH]}, CURRENT_MODEL, "unique"),
+        ({"tools": [{"name": "lookup"}]}, CURRENT_MODEL, "input_schema"),
+    ],
+)
+async def test_what_current_models_refuse(
+    current: FakeClaude,
+    client: anthropic.AsyncAnthropic,
+    params: dict[str, Any],
+    model: str,
+    complaint: str,
+) -> None:
+    with pytest.raises(anthropic.BadRequestError, match=complaint) as e:
+        await client.messages.create(
+            model=model, max_tokens=4000, messages=user_turn(), extra_body=params
+        )
+    assert e.value.type == "invalid_request_error"
+    assert current.responses == []
+
+
+@pytest.mark.parametrize(
+    ("params", "model"),
+    [
+        ({"temperature": 1.0, "top_p": 1.0}, CURRENT_MODEL),  # the defaults, spelled out
+        ({"tools": [WEB_SEARCH], "tool_choice": {"type": "auto"}}, CURRENT_MODEL),
+        ({"tools": [WEB_SEARCH], "tool_choice": {"type": "none"}}, CURRENT_MODEL),
+        (
+            {
+                "thinking": {"type": "adaptive", "display": "summarized"},
+                "output_config": {"effort": "xhigh"},
+            },
+            CURRENT_MODEL,
+        ),
+        ({"thinking": {"type": "disabled"}, "output_config": {"effort": "low"}}, CURRENT_MODEL),
+        ({"thinking": {"type": "enabled", "budget_tokens": 2048}}, "claude-sonnet-4-6"),
+        ({"thinking": {"type": "adaptive"}}, "claude-model-the-fake-does-not-list"),
+        (
+            {
+                "tools": [
+                    {**WEB_SEARCH, "max_uses": 3, "allowed_domains": ["docs.rs"]},
+                    {**FETCH, "citations": {"enabled": True}, "blocked_domains": ["x.dev"]},
+                    {"type": "code_execution_20260521", "name": "code_execution"},
+                    {"name": "lookup", "input_schema": {"type": "object"}},
+                ]
+            },
+            CURRENT_MODEL,
+        ),
+    ],
+)
+async def test_what_current_models_accept(
+    current: FakeClaude, client: anthropic.AsyncAnthropic, params: dict[str, Any], model: str
+) -> None:
+    await client.messages.create(
+        model=model, max_tokens=4000, messages=user_turn(), extra_body=params
+    )
+    assert current.requests[-1]["model"] == model
+
+
+async def test_legacy_rules_per_model(
+    current: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    current.legacy_rule_models.add("claude-sonnet-4-6")
+    legacy = {
+        "temperature": 0.2,
+        "top_k": 40,
+        "tools": [WEB_SEARCH],
+        "tool_choice": {"type": "any"},
+    }
+    await client.messages.create(
+        model="claude-sonnet-4-6", max_tokens=10, messages=user_turn(), extra_body=legacy
+    )
+    with pytest.raises(anthropic.BadRequestError, match="temperature"):
+        await client.messages.create(
+            model=CURRENT_MODEL, max_tokens=10, messages=user_turn(), extra_body=legacy
+        )
+
+
+def document_turn(source: dict[str, Any], **extra: Any) -> list[MessageParam]:
+    block = {"type": "document", "source": source, **extra}
+    return [cast(MessageParam, {"role": "user", "content": [block, {"type": "text", "text": "?"}]})]
+
+
+@pytest.mark.parametrize(
+    ("source", "extra", "model", "complaint"),
+    [
+        (
+            {"type": "base64", "media_type": "application/x-pdf", "data": PDF_B64},
+            {},
+            CURRENT_MODEL,
+            "application/pdf",
+        ),
+        (
+            {"type": "base64", "media_type": "application/pdf", "data": "not base64!"},
+            {},
+            CURRENT_MODEL,
+            "invalid base64",
+        ),
+        (
+            {
+                "type": "base64",
+                "media_type": "application/pdf",
+                "data": base64.b64encode(PNG).decode(),
+            },
+            {},
+            CURRENT_MODEL,
+            "PDF specified was not valid",
+        ),
+        (
+            {"type": "base64", "media_type": "application/pdf", "data": PDF_B64},
+            {},
+            "claude-plain",
+            "does not support PDF input",
+        ),
+        (
+            {"type": "text", "media_type": "text/csv", "data": "a,b"},
+            {},
+            CURRENT_MODEL,
+            "text/plain",
+        ),
+        ({"type": "text", "media_type": "text/plain"}, {}, CURRENT_MODEL, "data: Field required"),
+        ({"type": "pigeon"}, {}, CURRENT_MODEL, "source.type"),
+        (
+            {"type": "text", "media_type": "text/plain", "data": "a"},
+            {"citations": {"enabled": 1}},
+            CURRENT_MODEL,
+            "citations.enabled",
+        ),
+    ],
+)
+async def test_documents_are_checked(
+    current: FakeClaude,
+    client: anthropic.AsyncAnthropic,
+    source: dict[str, Any],
+    extra: dict[str, Any],
+    model: str,
+    complaint: str,
+) -> None:
+    with pytest.raises(anthropic.BadRequestError, match=complaint):
+        await client.messages.create(
+            model=model, max_tokens=10, messages=document_turn(source, **extra)
+        )
+
+
+async def test_good_documents_and_the_request_size_limit(
+    current: FakeClaude, client: anthropic.AsyncAnthropic
+) -> None:
+    pdf = {"type": "base64", "media_type": "application/pdf", "data": PDF_B64}
+    text = {"type": "text", "media_type": "text/plain", "data": "notes"}
+    for source in (pdf, text):
+        await client.messages.create(
+            model=CURRENT_MODEL,
+            max_tokens=10,
+            messages=document_turn(source, title="a", citations={"enabled": True}),
+        )
+    huge = {"type": "text", "media_type": "text/plain", "data": "x" * (32 * 1024 * 1024)}
+    with pytest.raises(anthropic.APIStatusError) as e:
+        await client.messages.create(
+            model=CURRENT_MODEL, max_tokens=10, messages=document_turn(huge)
+        )
+    assert (e.value.status_code, e.value.type) == (413, "request_too_large")
+    with pytest.raises(anthropic.APIStatusError) as e:
+        await client.messages.count_tokens(model=CURRENT_MODEL, messages=document_turn(huge))
+    assert e.value.status_code == 413
+
+
 async def test_models_api(client: anthropic.AsyncAnthropic) -> None:
     model = await client.models.retrieve("claude-sonnet-4-6")
     assert model.max_input_tokens and model.max_tokens and model.capabilities
@@ -713,6 +1496,39 @@ async def test_models_api(client: anthropic.AsyncAnthropic) -> None:
     assert ids == ["claude-sonnet-4-6", "claude-opus-4-6", "claude-haiku-4-5"]  # two pages
     with pytest.raises(anthropic.NotFoundError):
         await client.models.retrieve("claude-nope")
+
+
+async def test_current_model_and_described_capabilities() -> None:
+    async with (
+        FakeClaude(models=current_models()) as claude,
+        anthropic.AsyncAnthropic(api_key="k", base_url=claude.base_url, max_retries=0) as client,
+    ):
+        claude.models["claude-plain"] = model_info(
+            "claude-plain",
+            "Plain",
+            created_at="2025-01-01T00:00:00Z",
+            line=None,
+            thinking_types=("disabled",),
+            effort_levels=(),
+            server_tools=("web_search",),
+        )
+        newest = (await client.models.list(limit=1)).data[0].id
+        current = await client.models.retrieve(CURRENT_MODEL)
+        plain = await client.models.retrieve("claude-plain")
+    assert newest == CURRENT_MODEL == "claude-sonnet-5-5"
+    assert (current.display_name, current.line) == ("Claude Sonnet 5.5", "sonnet")
+    assert (current.max_input_tokens, current.max_tokens) == (1_000_000, 128_000)
+    caps = current.capabilities
+    assert caps is not None
+    assert caps.thinking.types.adaptive.supported and not caps.thinking.types.enabled.supported
+    assert caps.effort.xhigh is not None and caps.effort.xhigh.supported
+    assert caps.server_tools.web_search.supported and caps.server_tools.code_execution.supported
+    assert caps.server_tools.to_dict()["web_fetch"] == {"supported": True}  # newer than the SDK
+    assert plain.capabilities is not None
+    assert not plain.capabilities.thinking.supported
+    assert not plain.capabilities.effort.supported and not plain.capabilities.effort.low.supported
+    assert plain.capabilities.server_tools.to_dict()["web_fetch"] == {"supported": False}
+    assert set(default_models()) < set(current_models())
 
 
 # -- The benchmark's process entry point -------------------------------------------------------
