@@ -35,6 +35,8 @@ def conversation(request: dict[str, Any]) -> list[dict[str, Any]]:
             if not (b.get("type") == "text" and b.get("text", "").startswith(CONTEXT_HEADER))
         ]
     return messages
+
+
 CHANNEL = "C1"
 DM = "D1"
 
