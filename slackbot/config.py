@@ -16,11 +16,13 @@ from urllib.parse import urlsplit
 
 from slackbot.errors import ConfigError
 
-DEFAULT_MODEL = "claude-sonnet-5"
+DEFAULT_MODEL = "claude-sonnet-5-5"
 #: The Models API line of `DEFAULT_MODEL`: if that model is retired (or unknown to the API) and
 #: CLAUDE_MODEL is unset, the bot uses the newest active model of this line instead.
 DEFAULT_MODEL_LINE = "sonnet"
-DEFAULT_MAX_TOKENS = 8192
+#: Adaptive thinking at high effort spends output tokens before the answer: 8,192 cut answers
+#: short. Lowered to what the model allows.
+DEFAULT_MAX_TOKENS = 32_000
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 MB = 1024 * 1024
 #: The largest attachment downloaded (SLACKBOT_MAX_FILE_MB); the file code's default too.

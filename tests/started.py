@@ -12,13 +12,18 @@ from fakes.harness import Harness, start_harness
 from fakes.slack import FakeSlack
 from slackbot.server import prepare
 
-DEFAULT_MODEL = "claude-sonnet-5"
+DEFAULT_MODEL = "claude-sonnet-5-5"
 
 
 def sonnet_5(**limits: Any) -> dict[str, Any]:
     """The built-in default model as the fake Models API describes it."""
     return model_info(
-        DEFAULT_MODEL, "Claude Sonnet 5", created_at="2026-06-01T00:00:00Z", line="sonnet", **limits
+        DEFAULT_MODEL,
+        "Claude Sonnet 5.5",
+        created_at="2026-11-03T00:00:00Z",
+        line="sonnet",
+        thinking_types=("adaptive", "disabled"),
+        **limits,
     )
 
 
