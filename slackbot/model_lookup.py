@@ -54,6 +54,14 @@ class ModelLimits:
         return max(1, min(wanted, self.max_tokens, self.max_input_tokens // 2))
 
 
+def _supports(capability: Any) -> bool:
+    """A capability's `supported` flag, whether the SDK parsed it or kept it as a dict (a
+    field newer than the SDK)."""
+    if isinstance(capability, dict):
+        return bool(capability.get("supported"))
+    return bool(getattr(capability, "supported", False))
+
+
 def limits_from(info: Any) -> ModelLimits:
     """`ModelLimits` from an SDK `ModelInfo` (missing fields keep the fallback values)."""
     caps = info.capabilities
@@ -78,14 +86,13 @@ def limits_from(info: Any) -> ModelLimits:
     tools = getattr(caps, "server_tools", None)
     server_tools = None
     if tools is not None:
-        # The Models API lists web_search and code_execution; web fetch goes with web search.
         listed = {
             name
-            for name in ("web_search", "code_execution")
-            if getattr(getattr(tools, name, None), "supported", False)
+            for name in ("web_search", "web_fetch", "code_execution")
+            if _supports(getattr(tools, name, None))
         }
-        if "web_search" in listed:
-            listed.add("web_fetch")
+        if getattr(tools, "web_fetch", None) is None and "web_search" in listed:
+            listed.add("web_fetch")  # not every Models API answer lists it: it goes with search
         server_tools = frozenset(listed) if getattr(tools, "supported", False) else frozenset()
     return ModelLimits(
         model=info.id,
