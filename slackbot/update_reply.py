@@ -3,16 +3,17 @@
 Edits go through `chat.update` with `markdown_text`, so Claude's Markdown renders as-is. Pacing:
 at most one edit in flight per message, at least `interval` seconds apart, and within the
 workspace's shared `EditBudget`. An intermediate edit that Slack rate-limits is dropped (the next
-one supersedes it); final text is sent the moment the stream ends and retried after
-`Retry-After`. Text longer than one Slack message continues in further messages in the thread,
-split at clean boundaries by `message_split.split_first`.
+one supersedes it). Edits that must land (the final text, a full message sealed before the
+reply continues in the next) take the budget's top priority: sent the moment the stream ends,
+or, after Slack refused one, in turn; a refused one holds the whole budget for `Retry-After`
+and waits its turn again. Text longer than one Slack message continues in further messages in
+the thread, split at clean boundaries by `message_split.split_first`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from slackbot import message_split, messages
 from slackbot.edit_budget import FIRST_TEXT, INTERMEDIATE, EditBudget, EditBudgets
-from slackbot.slack_calls import call_with_retry, retry_after_seconds
+from slackbot.slack_calls import FINAL_ATTEMPTS, call_with_retry, retry_after_seconds
 from slackbot.stream_events import StreamEvent, TextDelta
 
 log = logging.getLogger(__name__)
@@ -121,28 +122,34 @@ class UpdateReply:
             if wait > 0:
                 await asyncio.sleep(wait)
             priority = INTERMEDIATE if self._edited_once else FIRST_TEXT
-            await self._budget.acquire(priority, self._last_edit)
+            granted = await self._budget.acquire(priority, self._last_edit)
             self._dirty.clear()
             # One step runs to completion even if the stream ends meanwhile: `finish` waits for
             # it, so a half-done roll-over never leaves the offsets and the messages disagree.
-            self._in_flight = asyncio.ensure_future(self._edit_step())
+            self._in_flight = asyncio.ensure_future(self._edit_step(granted))
             try:
                 await asyncio.shield(self._in_flight)
-            except SlackApiError as exc:
-                pause = retry_after_seconds(exc)
-                if pause is not None:  # dropped; the next edit supersedes it, after the pause
-                    self._budget.hold(pause)
+            except SlackApiError:
+                pass  # dropped; the next edit supersedes it (after the pause, if rate-limited)
             except Exception as exc:  # a network error: the next edit (or the final) retries
                 log.warning("streaming edit failed: %r", exc)
             self._in_flight = None
             self._last_edit = time.monotonic()
 
-    async def _edit_step(self) -> None:
-        await self._roll_over()
-        body = message_split.close_open_fence(self._carry + self.text[self._offset :])
-        if body.strip():
-            self._edited_once = True
-            await self._update(self.message_ts[-1], body)
+    async def _edit_step(self, granted: float) -> None:
+        try:
+            await self._roll_over()
+            body = message_split.close_open_fence(self._carry + self.text[self._offset :])
+            if body.strip():
+                self._edited_once = True
+                await self._update(self.message_ts[-1], body)
+        except SlackApiError as exc:
+            # Held here, not in the loop: when the stream ends mid-edit, `finish` cancels the
+            # loop and waits for this step, and its final must see the budget held.
+            pause = retry_after_seconds(exc)
+            if pause is not None:
+                self._budget.hold(pause, sent_at=granted)
+            raise
 
     async def _roll_over(self) -> None:
         """Seal full messages and continue in a new one while the text outgrows a message."""
@@ -152,9 +159,7 @@ class UpdateReply:
             head, prefix, raw = split_remainder(content, self._limit)
             self._offset = end - len(raw)
             self._carry = prefix
-            ts = self.message_ts[-1]
-            self._budget.charge_final()
-            await call_with_retry(functools.partial(self._update, ts, head), what="seal")
+            await self._final_update(self.message_ts[-1], head)
             shown = message_split.close_open_fence(prefix + raw) or "…"
             self.message_ts.append(await self._next_message(shown[: self._limit]))
 
@@ -164,6 +169,26 @@ class UpdateReply:
         except SlackApiError as exc:
             log.warning("chat.update failed: %s", exc.response.get("error"))
             raise
+
+    async def _final_update(self, ts: str, body: str) -> None:
+        """An edit that must land, at the budget's top priority and keeping its place in line.
+
+        A refusal holds the whole workspace's budget for `Retry-After` and the edit waits its
+        turn again, so refused finals go out one by one as the budget refills instead of all
+        retrying at the same moment.
+        """
+        place = self._budget.final_place()
+        for attempt in range(1, FINAL_ATTEMPTS + 1):
+            granted = await self._budget.acquire_final(place)
+            try:
+                await self._update(ts, body)
+                return
+            except SlackApiError as exc:
+                pause = retry_after_seconds(exc)
+                if pause is None or attempt == FINAL_ATTEMPTS:
+                    raise
+                log.info("final edit rate-limited; waiting its turn (Retry-After %.1fs)", pause)
+                self._budget.hold(pause, sent_at=granted)
 
     async def _post(self, body: str) -> str:
         response = await call_with_retry(
@@ -178,9 +203,8 @@ class UpdateReply:
         """The next message of a long reply: one it occupied before a restart, else a new one."""
         if self._spare_ts:
             ts = self._spare_ts.pop(0)
-            self._budget.charge_final()
             try:
-                await call_with_retry(functools.partial(self._update, ts, body), what="final edit")
+                await self._final_update(ts, body)
                 return ts
             except SlackApiError:
                 pass  # deleted meanwhile: post instead
@@ -214,9 +238,8 @@ class UpdateReply:
             content = f"{content.rstrip()}\n\n{note}" if content.strip() else note
         pieces = message_split.split(content, self._limit) or ["…"]
         ts = self.message_ts[-1]
-        self._budget.charge_final()
         try:
-            await call_with_retry(lambda: self._update(ts, pieces[0]), what="final edit")
+            await self._final_update(ts, pieces[0])
         except SlackApiError:
             # The placeholder can't be edited (deleted, or Slack refuses the edit): the answer
             # still has to reach the thread, so it goes out as a new message.

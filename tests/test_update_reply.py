@@ -1,0 +1,85 @@
+"""A reply's Slack side under Slack's failures: rate limits, 5xx, timeouts, refused edits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from fakes.claude import FakeClaude, Script
+from fakes.harness import Harness, start_harness
+from fakes.slack import FakeSlack
+
+
+@contextlib.asynccontextmanager
+async def harness_with(
+    slack: FakeSlack, claude: FakeClaude, db_path: str, **overrides: Any
+) -> AsyncIterator[Harness]:
+    h, runner = await start_harness(slack, claude, db_path, **overrides)
+    try:
+        yield h
+    finally:
+        await runner.cleanup()
+        await h.close()
+        await h.bot.close()
+
+
+async def test_finals_refused_together_queue_instead_of_stampeding(
+    slack: FakeSlack, claude: FakeClaude, db_path: str
+) -> None:
+    """Fifteen replies finish together while Slack's Tier-3 window is full: each final is
+    refused at most once, then they go out one by one as the budget allows."""
+    slack.chat_update_per_minute = 10
+    slack.minute_seconds = 2.0  # Slack: 10 edits per 2 s, i.e. 300 a minute
+    text = "word " * 40
+    claude.default = Script(text=text, ttft=0.2, tokens_per_second=20)
+    # The operator's budget (360 a minute) is a bit above what Slack enforces.
+    async with harness_with(
+        slack, claude, db_path, edit_budget_per_minute=360.0, edit_burst=5
+    ) as h:
+        mentions = [await h.mention(f"q{i}", channel=f"C{i}") for i in range(15)]
+        await h.settled(timeout=30)
+
+        for i, m in enumerate(mentions):
+            assert [t.strip() for t in h.texts(f"C{i}", m["ts"])] == [text.strip()]
+        updates = slack.calls_to("chat.update")
+        refused = Counter(c.params["ts"] for c in updates if c.error == "ratelimited")
+        assert refused, "the scenario must provoke Slack's rate limit"
+        assert max(refused.values()) == 1, f"refused more than once: {refused}"
+        # placeholders only: posts never wait for the chat.update budget
+        posts = slack.calls_to("chat.postMessage")
+        assert len(posts) == 15 and not any(c.error for c in posts)
+
+
+async def test_finals_into_a_window_another_instance_filled_are_refused_once_each(
+    slack: FakeSlack, claude: FakeClaude, db_path: str
+) -> None:
+    """Fifteen answers arrive together just after another instance of the app has used up
+    the Tier-3 window: no final is refused twice, and all of them land."""
+    slack.chat_update_per_minute = 10
+    slack.minute_seconds = 2.0
+    text = "All at once."
+    claude.default = Script(text=text, ttft=2.0)
+    other = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+    async with harness_with(
+        slack, claude, db_path, edit_budget_per_minute=360.0, edit_burst=5
+    ) as h:
+        mentions = [await h.mention(f"q{i}", channel=f"C{i}") for i in range(15)]
+        await slack.wait_for(lambda: len(claude.requests) == 15)
+        # The other instance edits its own message at Slack's pace until the answers arrive.
+        own = await other.chat_postMessage(channel="C99", text="another instance")
+        for i in range(10):
+            await other.chat_update(channel="C99", ts=own["ts"], text=f"edit {i}")
+            await asyncio.sleep(0.19)
+        await h.settled(timeout=30)
+
+        for i, m in enumerate(mentions):
+            assert h.texts(f"C{i}", m["ts"]) == [text]
+        ours = [c for c in slack.calls_to("chat.update") if c.params["channel"] != "C99"]
+        refused = Counter(c.params["ts"] for c in ours if c.error == "ratelimited")
+        assert refused, "the scenario must provoke Slack's rate limit"
+        assert max(refused.values()) == 1, f"refused more than once: {refused}"
