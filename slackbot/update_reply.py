@@ -23,7 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from slackbot import message_split, messages
 from slackbot.edit_budget import FIRST_TEXT, INTERMEDIATE, EditBudget, EditBudgets
-from slackbot.slack_calls import FINAL_ATTEMPTS, call_with_retry, retry_after_seconds
+from slackbot.slack_calls import FINAL_ATTEMPTS, post_with_backoff, retry_after_seconds
 from slackbot.stream_events import StreamEvent, TextDelta
 
 log = logging.getLogger(__name__)
@@ -191,11 +191,14 @@ class UpdateReply:
                 self._budget.hold(pause, sent_at=granted)
 
     async def _post(self, body: str) -> str:
-        response = await call_with_retry(
+        """Post a message of this reply (its placeholder, a continuation, a re-posted answer):
+        without it there is nowhere to answer, so 5xx answers and network errors are retried
+        with backoff, for up to a minute."""
+        response = await post_with_backoff(
             lambda: self._client.chat_postMessage(
                 channel=self.channel, thread_ts=self.thread_ts, markdown_text=body
             ),
-            what="post",
+            what="chat.postMessage",
         )
         return str(response["ts"])
 

@@ -11,7 +11,7 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from fakes.claude import FakeClaude, Script
-from fakes.harness import Harness, start_harness
+from fakes.harness import CHANNEL, Harness, start_harness
 from fakes.slack import FakeSlack
 
 
@@ -83,3 +83,14 @@ async def test_finals_into_a_window_another_instance_filled_are_refused_once_eac
         refused = Counter(c.params["ts"] for c in ours if c.error == "ratelimited")
         assert refused, "the scenario must provoke Slack's rate limit"
         assert max(refused.values()) == 1, f"refused more than once: {refused}"
+
+
+async def test_placeholder_is_retried_with_backoff_through_5xx(harness: Harness) -> None:
+    # slack_sdk itself retries a 5xx twice: three in a row used to drop the mention silently
+    harness.slack.fail_next("chat.postMessage", "internal_error", status=500, times=5)
+    harness.claude.default = Script(text="Here after all.")
+    mention = await harness.mention("hello")
+    await harness.settled(timeout=15)
+    assert harness.texts(CHANNEL, mention["ts"]) == ["Here after all."]
+    posts = harness.slack.calls_to("chat.postMessage")
+    assert [c.error for c in posts] == ["internal_error"] * 5 + [None]
