@@ -209,9 +209,28 @@ class UpdateReply:
             try:
                 await self._final_update(ts, body)
                 return ts
-            except SlackApiError:
-                pass  # deleted meanwhile: post instead
+            except SlackApiError as exc:  # deleted meanwhile, or Slack refuses: post instead
+                return await self._post_instead(ts, body, exc)
         return await self._post(body)
+
+    async def _post_instead(self, ts: str, body: str, why: BaseException) -> str:
+        """Post `body` as a new message because message `ts` could not be edited to it, then
+        delete `ts`: a placeholder left above the answer would say "Thinking…" forever.
+
+        The delete is tried once (slack_sdk's own retries aside); a failure is only logged.
+        """
+        log.warning("could not edit %s (%r): posting its text as a new message", ts, why)
+        posted = await self._post(body)
+        gone = isinstance(why, SlackApiError) and why.response.get("error") == "message_not_found"
+        if not gone:
+            try:
+                await self._client.chat_delete(channel=self.channel, ts=ts)
+            except Exception as exc:
+                log.warning("could not delete %s after posting its text anew: %r", ts, exc)
+                return posted
+        if ts in self.message_ts:
+            self.message_ts.remove(ts)
+        return posted
 
     # -- the end ----------------------------------------------------------------------------
 
@@ -243,10 +262,10 @@ class UpdateReply:
         ts = self.message_ts[-1]
         try:
             await self._final_update(ts, pieces[0])
-        except SlackApiError:
+        except SlackApiError as exc:
             # The placeholder can't be edited (deleted, or Slack refuses the edit): the answer
             # still has to reach the thread, so it goes out as a new message.
-            self.message_ts.append(await self._post(pieces[0]))
+            self.message_ts.append(await self._post_instead(ts, pieces[0], exc))
         for piece in pieces[1:]:
             self.message_ts.append(await self._next_message(piece))
         return list(self.message_ts)

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from fakes.claude import FakeClaude, Script
@@ -94,3 +95,23 @@ async def test_placeholder_is_retried_with_backoff_through_5xx(harness: Harness)
     assert harness.texts(CHANNEL, mention["ts"]) == ["Here after all."]
     posts = harness.slack.calls_to("chat.postMessage")
     assert [c.error for c in posts] == ["internal_error"] * 5 + [None]
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [("cant_update_message", None), ("internal_error", 500), ("ratelimited", None)],
+)
+async def test_an_answer_posted_anew_replaces_its_placeholder(
+    harness: Harness, error: str, status: int | None
+) -> None:
+    """Every chat.update fails: the answer goes out as a new message and the placeholder,
+    which would say "Thinking…" above it forever, is deleted."""
+    harness.slack.fail_next("chat.update", error, status=status, retry_after=0, times=40)
+    harness.claude.default = Script(text="The answer.", ttft=0.3)
+    mention = await harness.mention("hello")
+    [placeholder] = await harness.slack.wait_for(lambda: harness.replies(CHANNEL, mention["ts"]))
+    await harness.settled()
+
+    assert harness.texts(CHANNEL, mention["ts"]) == ["The answer."]
+    assert (CHANNEL, placeholder["ts"]) not in harness.slack.messages
+    assert [c.params["ts"] for c in harness.slack.calls_to("chat.delete")] == [placeholder["ts"]]
