@@ -209,7 +209,7 @@ class UpdateReply:
             try:
                 await self._final_update(ts, body)
                 return ts
-            except SlackApiError as exc:  # deleted meanwhile, or Slack refuses: post instead
+            except Exception as exc:  # deleted meanwhile, refused, timed out: post instead
                 return await self._post_instead(ts, body, exc)
         return await self._post(body)
 
@@ -262,9 +262,10 @@ class UpdateReply:
         ts = self.message_ts[-1]
         try:
             await self._final_update(ts, pieces[0])
-        except SlackApiError as exc:
-            # The placeholder can't be edited (deleted, or Slack refuses the edit): the answer
-            # still has to reach the thread, so it goes out as a new message.
+        except Exception as exc:
+            # The placeholder can't be edited (deleted, Slack refuses the edit, the call timed
+            # out or the connection broke, slack_sdk's own retries spent): the answer still has
+            # to reach the thread, so it goes out as a new message.
             self.message_ts.append(await self._post_instead(ts, pieces[0], exc))
         for piece in pieces[1:]:
             self.message_ts.append(await self._next_message(piece))

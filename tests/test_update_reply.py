@@ -115,3 +115,23 @@ async def test_an_answer_posted_anew_replaces_its_placeholder(
     assert harness.texts(CHANNEL, mention["ts"]) == ["The answer."]
     assert (CHANNEL, placeholder["ts"]) not in harness.slack.messages
     assert [c.params["ts"] for c in harness.slack.calls_to("chat.delete")] == [placeholder["ts"]]
+
+
+async def test_a_final_edit_slower_than_the_client_timeout_is_posted_anew(
+    slack: FakeSlack, claude: FakeClaude, db_path: str
+) -> None:
+    """A timeout is not a SlackApiError: it used to escape `finish` and leave the placeholder."""
+    claude.default = Script(text="The answer.", ttft=0.3)
+    slack.delay("chat.update", 3.0)
+    async with harness_with(slack, claude, db_path, slack_timeout=1.0) as h:
+        mention = await h.mention("hello")
+        [placeholder] = await slack.wait_for(lambda: h.replies(CHANNEL, mention["ts"]))
+        await h.settled()
+        # the edits Slack was still working on when the client gave up land after the delete
+        await slack.wait_for(
+            lambda: all(c.response for c in slack.calls_to("chat.update")), timeout=5
+        )
+
+        assert h.texts(CHANNEL, mention["ts"]) == ["The answer."]
+        assert (CHANNEL, placeholder["ts"]) not in slack.messages
+        assert {c.error for c in slack.calls_to("chat.update")} == {"message_not_found"}
