@@ -152,16 +152,21 @@ class UpdateReply:
             raise
 
     async def _roll_over(self) -> None:
-        """Seal full messages and continue in a new one while the text outgrows a message."""
+        """Seal full messages and continue in a new one while the text outgrows a message.
+
+        The offsets move on only once the sealed message and the next one both exist: if
+        either call fails, the next edit (or `finish`) starts again from the same text.
+        """
         while len(self._carry) + len(self.text) - self._offset > self._limit:
             end = len(self.text)  # the text keeps growing while we await Slack below
             content = self._carry + self.text[self._offset : end]
             head, prefix, raw = split_remainder(content, self._limit)
-            self._offset = end - len(raw)
-            self._carry = prefix
             await self._final_update(self.message_ts[-1], head)
             shown = message_split.close_open_fence(prefix + raw) or "…"
-            self.message_ts.append(await self._next_message(shown[: self._limit]))
+            following = await self._next_message(shown[: self._limit])
+            self._offset = end - len(raw)
+            self._carry = prefix
+            self.message_ts.append(following)
 
     async def _update(self, ts: str, body: str) -> None:
         try:

@@ -135,3 +135,22 @@ async def test_a_final_edit_slower_than_the_client_timeout_is_posted_anew(
         assert h.texts(CHANNEL, mention["ts"]) == ["The answer."]
         assert (CHANNEL, placeholder["ts"]) not in slack.messages
         assert {c.error for c in slack.calls_to("chat.update")} == {"message_not_found"}
+
+
+async def test_a_long_reply_whose_edits_all_time_out_loses_no_text(
+    slack: FakeSlack, claude: FakeClaude, db_path: str
+) -> None:
+    """Sealing the first message before continuing in a second one fails too: the text it
+    should have held is not skipped, it goes out with the rest."""
+    text = " ".join(f"word{i}" for i in range(4000))  # about 27,000 characters: three messages
+    claude.default = Script(text=text, ttft=0.2, chars_per_token=400)
+    slack.delay("chat.update", 3.0)
+    async with harness_with(slack, claude, db_path, slack_timeout=1.0) as h:
+        mention = await h.mention("write a lot")
+        await h.settled()
+        await slack.wait_for(
+            lambda: all(c.response for c in slack.calls_to("chat.update")), timeout=5
+        )
+        pieces = h.texts(CHANNEL, mention["ts"])
+        assert len(pieces) >= 3
+        assert " ".join(pieces).split() == text.split()
