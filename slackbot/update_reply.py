@@ -282,13 +282,14 @@ class UpdateReplies:
 
     def __init__(self, client: AsyncWebClient, budgets: EditBudgets, *, interval: float) -> None:
         self._client = client
-        self._budgets = budgets
+        #: Every workspace's budget (public for monitoring: how many replies and edits wait).
+        self.budgets = budgets
         self._interval = interval
 
     def open(self, *, team: str, channel: str, thread_ts: str | None) -> UpdateReply:
         return UpdateReply(
             self._client,
-            self._budgets.for_team(team),
+            self.budgets.for_team(team),
             channel=channel,
             thread_ts=thread_ts,
             interval=self._interval,
@@ -305,7 +306,7 @@ class UpdateReplies:
     ) -> UpdateReply:
         return UpdateReply.resumed(
             self._client,
-            self._budgets.for_team(team),
+            self.budgets.for_team(team),
             channel=channel,
             thread_ts=thread_ts,
             message_ts=message_ts,

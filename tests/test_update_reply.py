@@ -14,6 +14,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from fakes.claude import FakeClaude, Script
 from fakes.harness import CHANNEL, Harness, start_harness
 from fakes.slack import FakeSlack
+from slackbot.edit_budget import EditBudget
+from slackbot.update_reply import UpdateReplies, UpdateReply
 
 
 @contextlib.asynccontextmanager
@@ -154,3 +156,51 @@ async def test_a_long_reply_whose_edits_all_time_out_loses_no_text(
         pieces = h.texts(CHANNEL, mention["ts"])
         assert len(pieces) >= 3
         assert " ".join(pieces).split() == text.split()
+
+
+def budget_of(h: Harness, team: str = "T1") -> EditBudget:
+    replies = h.bot.conversations.replies
+    assert isinstance(replies, UpdateReplies)
+    return replies.budgets.for_team(team)
+
+
+async def test_a_placeholder_slack_refuses_holds_nothing(harness: Harness) -> None:
+    harness.slack.fail_next("chat.postMessage", "not_in_channel")
+    await harness.mention("hello")
+    await harness.settled()
+    assert harness.slack.bot_messages(CHANNEL) == []
+    budget = budget_of(harness)
+    assert (budget.open_replies, budget.waiting) == (0, 0)
+
+
+async def test_a_finish_that_raises_releases_the_budget(
+    slack: FakeSlack, claude: FakeClaude, db_path: str
+) -> None:
+    claude.default = Script(text="Nowhere to go.", ttft=0.5)
+    async with harness_with(slack, claude, db_path) as h:
+        mention = await h.mention("hello")
+        await slack.wait_for(lambda: h.replies(CHANNEL, mention["ts"]))
+        slack.fail_next("chat.update", "cant_update_message", times=20)
+        slack.fail_next("chat.postMessage", "not_in_channel")  # the answer, posted anew
+        await slack.wait_for(lambda: h.bot.conversations.handled == 1)
+        budget = budget_of(h)
+        assert (budget.open_replies, budget.waiting) == (0, 0)
+        # with the answer nowhere, the placeholder is left as it is rather than deleted
+        assert slack.calls_to("chat.delete") == []
+
+
+async def test_a_final_cancelled_while_it_waits_its_turn_releases_the_budget(
+    slack: FakeSlack,
+) -> None:
+    client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+    budget = EditBudget(per_minute=60, burst=5)
+    reply = UpdateReply(client, budget, channel=CHANNEL, thread_ts=None, interval=0.05)
+    await reply.start("_Thinking…_")
+    slack.fail_next("chat.update", "ratelimited", retry_after=30)
+    finishing = asyncio.create_task(reply.finish("done"))
+    await slack.wait_for(lambda: budget.waiting == 1)  # refused, then in line behind the hold
+    assert budget.open_replies == 1
+    finishing.cancel()  # a shutdown, say
+    with contextlib.suppress(asyncio.CancelledError):
+        await finishing
+    assert (budget.open_replies, budget.waiting) == (0, 0)
