@@ -162,10 +162,18 @@ class Harness:
 
 
 async def start_harness(
-    slack: FakeSlack, claude: FakeClaude, db_path: str, **overrides: Any
+    slack: FakeSlack,
+    claude: FakeClaude,
+    db_path: str,
+    *,
+    slack_timeout: float = 60.0,
+    **overrides: Any,
 ) -> tuple[Harness, web.AppRunner]:
     settings = make_settings(slack, claude, db_path, **overrides)
-    bot = await create_bot(settings, anthropic_max_retries=0, store=await SqliteStore.open(db_path))
+    store = await SqliteStore.open(db_path)
+    bot = await create_bot(
+        settings, anthropic_max_retries=0, store=store, slack_timeout=slack_timeout
+    )
     bot.conversations.bot_user_id = slack.bot_user_id  # what start-up learns from auth.test
     await bot.conversations.recover()
     runner = web.AppRunner(web_app(bot), access_log=None)

@@ -59,11 +59,15 @@ class Bot:
 
 
 async def create_bot(
-    settings: Settings, *, anthropic_max_retries: int = 2, store: Store | None = None
+    settings: Settings,
+    *,
+    anthropic_max_retries: int = 2,
+    store: Store | None = None,
+    slack_timeout: float = 60.0,
 ) -> Bot:
     store = store or await SqliteStore.open(settings.db_path)
     session = aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=60),
+        timeout=aiohttp.ClientTimeout(total=slack_timeout),
         # aiohttp's default of 100 connections queued half of a 200-mention burst's placeholders
         # behind the other half; the Anthropic client allows 1,000 too.
         connector=aiohttp.TCPConnector(limit=1000),

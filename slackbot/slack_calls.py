@@ -2,23 +2,33 @@
 
 slack_sdk retries connection errors and (with the handler `server.py` installs) 5xx answers a
 couple of times; these helpers add what a reply needs on top: `ratelimited` answers wait for
-`Retry-After`, and the placeholder, without which there is nowhere to answer, is retried with
-backoff for up to a minute.
+`Retry-After` (`call_with_retry`), and a post without which there is nowhere to answer (the
+placeholder) is retried with backoff through 5xx answers and network errors for up to a minute
+(`post_with_backoff`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 
 log = logging.getLogger(__name__)
 
 #: How often a final edit or a continuation post is retried when Slack rate-limits it.
 FINAL_ATTEMPTS = 8
+#: Seconds between attempts at a post that must land; the last one repeats.
+BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0)
+#: A post that must land is given up after trying for this long.
+GIVE_UP_SECONDS = 60.0
+#: Errors Slack answers when it, not the request, is at fault (usually with a 5xx).
+SLACK_SIDE_ERRORS = frozenset(
+    {"internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
 
 
 def retry_after_seconds(exc: SlackApiError, default: float = 1.0) -> float | None:
@@ -33,6 +43,14 @@ def retry_after_seconds(exc: SlackApiError, default: float = 1.0) -> float | Non
         return default
 
 
+def is_transient(exc: BaseException) -> bool:
+    """A failure that trying again later may fix: a 5xx, a network error, a timeout."""
+    if isinstance(exc, SlackApiError):
+        status = exc.response.status_code
+        return status >= 500 or exc.response.get("error") in SLACK_SIDE_ERRORS
+    return isinstance(exc, aiohttp.ClientError | TimeoutError | OSError)
+
+
 async def call_with_retry(call: Callable[[], Awaitable[Any]], *, what: str) -> Any:
     """Run a Slack call that must land (a final edit, a post), waiting out rate limits."""
     for attempt in range(1, FINAL_ATTEMPTS + 1):
@@ -45,3 +63,36 @@ async def call_with_retry(call: Callable[[], Awaitable[Any]], *, what: str) -> A
             log.info("%s rate-limited; retrying in %.1fs", what, wait)
             await asyncio.sleep(wait)
     raise AssertionError("unreachable")
+
+
+async def post_with_backoff(
+    call: Callable[[], Awaitable[Any]],
+    *,
+    what: str,
+    give_up_after: float = GIVE_UP_SECONDS,
+    backoff: Sequence[float] = BACKOFF,
+) -> Any:
+    """Run a Slack call that must land through rate limits, 5xx answers and network errors.
+
+    A rate limit waits `Retry-After`, anything transient the next step of `backoff`; a refusal
+    that trying again cannot fix (`channel_not_found`, `msg_too_long`…) is raised at once, and
+    so is the last failure once the next wait would pass `give_up_after` seconds in all.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + give_up_after
+    failures = 0
+    while True:
+        try:
+            return await call()
+        except Exception as exc:
+            wait = retry_after_seconds(exc) if isinstance(exc, SlackApiError) else None
+            if wait is None and is_transient(exc):
+                wait = backoff[min(failures, len(backoff) - 1)]
+            failures += 1
+            if wait is None:
+                raise
+            if loop.time() + wait > deadline:
+                log.warning("%s failed %d times; giving up: %r", what, failures, exc)
+                raise
+            log.info("%s failed (%r); trying again in %.1fs", what, exc, wait)
+            await asyncio.sleep(wait)

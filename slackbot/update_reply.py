@@ -3,16 +3,17 @@
 Edits go through `chat.update` with `markdown_text`, so Claude's Markdown renders as-is. Pacing:
 at most one edit in flight per message, at least `interval` seconds apart, and within the
 workspace's shared `EditBudget`. An intermediate edit that Slack rate-limits is dropped (the next
-one supersedes it); final text is sent the moment the stream ends and retried after
-`Retry-After`. Text longer than one Slack message continues in further messages in the thread,
-split at clean boundaries by `message_split.split_first`.
+one supersedes it). Edits that must land (the final text, a full message sealed before the
+reply continues in the next) take the budget's top priority: sent the moment the stream ends,
+or, after Slack refused one, in turn; a refused one holds the whole budget for `Retry-After`
+and waits its turn again. Text longer than one Slack message continues in further messages in
+the thread, split at clean boundaries by `message_split.split_first`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from slackbot import message_split, messages
 from slackbot.edit_budget import FIRST_TEXT, INTERMEDIATE, EditBudget, EditBudgets
-from slackbot.slack_calls import call_with_retry, retry_after_seconds
+from slackbot.slack_calls import FINAL_ATTEMPTS, post_with_backoff, retry_after_seconds
 from slackbot.stream_events import StreamEvent, TextDelta
 
 log = logging.getLogger(__name__)
@@ -121,42 +122,51 @@ class UpdateReply:
             if wait > 0:
                 await asyncio.sleep(wait)
             priority = INTERMEDIATE if self._edited_once else FIRST_TEXT
-            await self._budget.acquire(priority, self._last_edit)
+            granted = await self._budget.acquire(priority, self._last_edit)
             self._dirty.clear()
             # One step runs to completion even if the stream ends meanwhile: `finish` waits for
             # it, so a half-done roll-over never leaves the offsets and the messages disagree.
-            self._in_flight = asyncio.ensure_future(self._edit_step())
+            self._in_flight = asyncio.ensure_future(self._edit_step(granted))
             try:
                 await asyncio.shield(self._in_flight)
-            except SlackApiError as exc:
-                pause = retry_after_seconds(exc)
-                if pause is not None:  # dropped; the next edit supersedes it, after the pause
-                    self._budget.hold(pause)
+            except SlackApiError:
+                pass  # dropped; the next edit supersedes it (after the pause, if rate-limited)
             except Exception as exc:  # a network error: the next edit (or the final) retries
                 log.warning("streaming edit failed: %r", exc)
             self._in_flight = None
             self._last_edit = time.monotonic()
 
-    async def _edit_step(self) -> None:
-        await self._roll_over()
-        body = message_split.close_open_fence(self._carry + self.text[self._offset :])
-        if body.strip():
-            self._edited_once = True
-            await self._update(self.message_ts[-1], body)
+    async def _edit_step(self, granted: float) -> None:
+        try:
+            await self._roll_over()
+            body = message_split.close_open_fence(self._carry + self.text[self._offset :])
+            if body.strip():
+                self._edited_once = True
+                await self._update(self.message_ts[-1], body)
+        except SlackApiError as exc:
+            # Held here, not in the loop: when the stream ends mid-edit, `finish` cancels the
+            # loop and waits for this step, and its final must see the budget held.
+            pause = retry_after_seconds(exc)
+            if pause is not None:
+                self._budget.hold(pause, sent_at=granted)
+            raise
 
     async def _roll_over(self) -> None:
-        """Seal full messages and continue in a new one while the text outgrows a message."""
+        """Seal full messages and continue in a new one while the text outgrows a message.
+
+        The offsets move on only once the sealed message and the next one both exist: if
+        either call fails, the next edit (or `finish`) starts again from the same text.
+        """
         while len(self._carry) + len(self.text) - self._offset > self._limit:
             end = len(self.text)  # the text keeps growing while we await Slack below
             content = self._carry + self.text[self._offset : end]
             head, prefix, raw = split_remainder(content, self._limit)
+            await self._final_update(self.message_ts[-1], head)
+            shown = message_split.close_open_fence(prefix + raw) or "…"
+            following = await self._next_message(shown[: self._limit])
             self._offset = end - len(raw)
             self._carry = prefix
-            ts = self.message_ts[-1]
-            self._budget.charge_final()
-            await call_with_retry(functools.partial(self._update, ts, head), what="seal")
-            shown = message_split.close_open_fence(prefix + raw) or "…"
-            self.message_ts.append(await self._next_message(shown[: self._limit]))
+            self.message_ts.append(following)
 
     async def _update(self, ts: str, body: str) -> None:
         try:
@@ -165,12 +175,35 @@ class UpdateReply:
             log.warning("chat.update failed: %s", exc.response.get("error"))
             raise
 
+    async def _final_update(self, ts: str, body: str) -> None:
+        """An edit that must land, at the budget's top priority and keeping its place in line.
+
+        A refusal holds the whole workspace's budget for `Retry-After` and the edit waits its
+        turn again, so refused finals go out one by one as the budget refills instead of all
+        retrying at the same moment.
+        """
+        place = self._budget.final_place()
+        for attempt in range(1, FINAL_ATTEMPTS + 1):
+            granted = await self._budget.acquire_final(place)
+            try:
+                await self._update(ts, body)
+                return
+            except SlackApiError as exc:
+                pause = retry_after_seconds(exc)
+                if pause is None or attempt == FINAL_ATTEMPTS:
+                    raise
+                log.info("final edit rate-limited; waiting its turn (Retry-After %.1fs)", pause)
+                self._budget.hold(pause, sent_at=granted)
+
     async def _post(self, body: str) -> str:
-        response = await call_with_retry(
+        """Post a message of this reply (its placeholder, a continuation, a re-posted answer):
+        without it there is nowhere to answer, so 5xx answers and network errors are retried
+        with backoff, for up to a minute."""
+        response = await post_with_backoff(
             lambda: self._client.chat_postMessage(
                 channel=self.channel, thread_ts=self.thread_ts, markdown_text=body
             ),
-            what="post",
+            what="chat.postMessage",
         )
         return str(response["ts"])
 
@@ -178,13 +211,31 @@ class UpdateReply:
         """The next message of a long reply: one it occupied before a restart, else a new one."""
         if self._spare_ts:
             ts = self._spare_ts.pop(0)
-            self._budget.charge_final()
             try:
-                await call_with_retry(functools.partial(self._update, ts, body), what="final edit")
+                await self._final_update(ts, body)
                 return ts
-            except SlackApiError:
-                pass  # deleted meanwhile: post instead
+            except Exception as exc:  # deleted meanwhile, refused, timed out: post instead
+                return await self._post_instead(ts, body, exc)
         return await self._post(body)
+
+    async def _post_instead(self, ts: str, body: str, why: BaseException) -> str:
+        """Post `body` as a new message because message `ts` could not be edited to it, then
+        delete `ts`: a placeholder left above the answer would say "Thinking…" forever.
+
+        The delete is tried once (slack_sdk's own retries aside); a failure is only logged.
+        """
+        log.warning("could not edit %s (%r): posting its text as a new message", ts, why)
+        posted = await self._post(body)
+        gone = isinstance(why, SlackApiError) and why.response.get("error") == "message_not_found"
+        if not gone:
+            try:
+                await self._client.chat_delete(channel=self.channel, ts=ts)
+            except Exception as exc:
+                log.warning("could not delete %s after posting its text anew: %r", ts, exc)
+                return posted
+        if ts in self.message_ts:
+            self.message_ts.remove(ts)
+        return posted
 
     # -- the end ----------------------------------------------------------------------------
 
@@ -214,13 +265,13 @@ class UpdateReply:
             content = f"{content.rstrip()}\n\n{note}" if content.strip() else note
         pieces = message_split.split(content, self._limit) or ["…"]
         ts = self.message_ts[-1]
-        self._budget.charge_final()
         try:
-            await call_with_retry(lambda: self._update(ts, pieces[0]), what="final edit")
-        except SlackApiError:
-            # The placeholder can't be edited (deleted, or Slack refuses the edit): the answer
-            # still has to reach the thread, so it goes out as a new message.
-            self.message_ts.append(await self._post(pieces[0]))
+            await self._final_update(ts, pieces[0])
+        except Exception as exc:
+            # The placeholder can't be edited (deleted, Slack refuses the edit, the call timed
+            # out or the connection broke, slack_sdk's own retries spent): the answer still has
+            # to reach the thread, so it goes out as a new message.
+            self.message_ts.append(await self._post_instead(ts, pieces[0], exc))
         for piece in pieces[1:]:
             self.message_ts.append(await self._next_message(piece))
         return list(self.message_ts)
@@ -231,13 +282,14 @@ class UpdateReplies:
 
     def __init__(self, client: AsyncWebClient, budgets: EditBudgets, *, interval: float) -> None:
         self._client = client
-        self._budgets = budgets
+        #: Every workspace's budget (public for monitoring: how many replies and edits wait).
+        self.budgets = budgets
         self._interval = interval
 
     def open(self, *, team: str, channel: str, thread_ts: str | None) -> UpdateReply:
         return UpdateReply(
             self._client,
-            self._budgets.for_team(team),
+            self.budgets.for_team(team),
             channel=channel,
             thread_ts=thread_ts,
             interval=self._interval,
@@ -254,7 +306,7 @@ class UpdateReplies:
     ) -> UpdateReply:
         return UpdateReply.resumed(
             self._client,
-            self._budgets.for_team(team),
+            self.budgets.for_team(team),
             channel=channel,
             thread_ts=thread_ts,
             message_ts=message_ts,
