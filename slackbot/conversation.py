@@ -389,6 +389,7 @@ class Conversations:
             else "done"
         )
         stored = False
+        sent_to = list(reply.message_ts)
         if reply_id is not None:
             try:
                 await self._store_final(reply_id, reply, status, result.stop_reason)
@@ -399,7 +400,7 @@ class Conversations:
             await reply.finish(note)
         except Exception:
             log.exception("final edit failed for reply %s", reply_id)
-        if reply_id is not None and (not stored or len(reply.message_ts) > 1):
+        if reply_id is not None and (not stored or reply.message_ts != sent_to):
             await self._store_final(
                 reply_id, reply, status, result.stop_reason, retry_for=FINAL_STORE_SECONDS
             )
@@ -421,7 +422,7 @@ class Conversations:
             try:
                 await self.store.update_reply(
                     reply_id,
-                    text=reply.text,
+                    text=reply.final_text(),
                     message_ts=reply.message_ts,
                     status=status,
                     stop_reason=stop_reason,

@@ -7,7 +7,7 @@ Slack (`str(exc)` can carry request ids, URLs or internals).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import anthropic
 import httpx2  # the HTTP client anthropic uses; a cut-off stream raises its errors
@@ -36,6 +36,7 @@ INTERRUPTED = "the bot restarted while writing it. Mention me again to get a ful
 RESET_DONE = "Starting a fresh conversation. Earlier messages in this DM are forgotten."
 INTERNAL = "something went wrong on my side. Please try again."
 STOPPED = "_Stopped._"
+THINKING_PROGRESS = "_Thinking…_"
 PAUSED_TOO_OFTEN = "Claude was still working (searching, fetching) after several rounds. Ask again."
 STOPPED_EARLY = "Claude stopped early ({reason})."
 #: The store could not be written or read: the reply goes out, but may be forgotten.
@@ -81,6 +82,32 @@ def _is_overloaded(exc: BaseException) -> bool:
 
 def incomplete(reason: str) -> str:
     return INCOMPLETE_SUFFIX.format(reason=reason)
+
+
+def thinking_progress(summary: str, words: int = 12) -> str | None:
+    """A few words of the model's thinking summary, as the line shown while it thinks."""
+    first = " ".join(summary.split()[:words]).strip()
+    if not first:
+        return None
+    return f"_{_no_emphasis(first)}…_"
+
+
+def tool_progress(name: str, tool_input: dict[str, Any]) -> str:
+    """The line shown while a tool runs: what it is doing, in a few words."""
+    if name == "web_search" and tool_input.get("query"):
+        return f"_Searching the web for “{_no_emphasis(str(tool_input['query']))[:80]}”…_"
+    if name == "web_search":
+        return "_Searching the web…_"
+    if name == "web_fetch" and tool_input.get("url"):
+        return f"_Reading {_no_emphasis(str(tool_input['url']))[:120]}…_"
+    if name == "code_execution":
+        return "_Running code…_"
+    return f"_Using {_no_emphasis(name)}…_"
+
+
+def _no_emphasis(text: str) -> str:
+    """Text that can stand inside `_…_` without ending it early."""
+    return text.replace("_", " ").replace("*", " ").replace("`", "'").strip()
 
 
 def reply_note(

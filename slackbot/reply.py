@@ -29,6 +29,10 @@ class Reply(Protocol):
         """The Slack messages the answer occupies so far, first to last."""
         ...
 
+    def final_text(self) -> str:
+        """The answer as it ends up in Slack and in the store (its sources included)."""
+        ...
+
     async def start(self, placeholder: str) -> str:
         """Show that the bot is on it; returns the ts of the first message."""
         ...

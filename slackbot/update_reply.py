@@ -24,7 +24,15 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slackbot import message_split, messages
 from slackbot.edit_budget import FIRST_TEXT, INTERMEDIATE, EditBudget, EditBudgets
 from slackbot.slack_calls import FINAL_ATTEMPTS, post_with_backoff, retry_after_seconds
-from slackbot.stream_events import StreamEvent, TextDelta
+from slackbot.sources import Sources
+from slackbot.stream_events import (
+    Citation,
+    StreamEvent,
+    TextDelta,
+    ThinkingDelta,
+    ThinkingStarted,
+    ToolCall,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +80,12 @@ class UpdateReply:
         self._offset = 0  # where the current message's part of `text` starts
         self._carry = ""  # a code fence reopened at the top of the current message
         self._dirty = asyncio.Event()
+        self._sources = Sources()
+        #: What the model is doing while no answer text streams (thinking, a tool call).
+        self._progress: str | None = None
+        self._thinking: list[str] = []
+        self._urgent = False
+        self._urgent_set = asyncio.Event()
         self._last_edit = 0.0
         self._edited_once = False
         self._in_flight: asyncio.Future[None] | None = None
@@ -109,9 +123,40 @@ class UpdateReply:
         return ts
 
     def take(self, event: StreamEvent) -> None:
-        if isinstance(event, TextDelta) and event.text:
-            self.text += event.text
+        if isinstance(event, TextDelta):
+            if event.text:
+                self.text += event.text
+                self._show_progress(None)
+                self._dirty.set()
+        elif isinstance(event, Citation):
+            self.text += self._sources.markers(event.locations)
             self._dirty.set()
+        elif isinstance(event, ThinkingStarted):
+            self._thinking = []
+            self._show_progress(messages.THINKING_PROGRESS)
+        elif isinstance(event, ThinkingDelta):
+            self._thinking.append(event.text)
+            summary = messages.thinking_progress("".join(self._thinking))
+            if summary:
+                self._progress = summary  # a refinement of the same line: no hurry
+                self._dirty.set()
+        elif isinstance(event, ToolCall):
+            self._show_progress(messages.tool_progress(event.name, event.input))
+
+    def final_text(self) -> str:
+        """The answer as it ends up in Slack (and in the store): text, then its sources."""
+        footer = self._sources.footer()
+        return f"{self.text.rstrip()}\n\n{footer}" if footer else self.text
+
+    def _show_progress(self, line: str | None) -> None:
+        """Switch the line that says what the model is doing; the switch skips the edit
+        interval (the answer replacing it, or it appearing, should not wait a second)."""
+        if line == self._progress:
+            return
+        self._progress = line
+        self._urgent = True
+        self._urgent_set.set()
+        self._dirty.set()
 
     # -- streaming --------------------------------------------------------------------------
 
@@ -119,8 +164,11 @@ class UpdateReply:
         while True:
             await self._dirty.wait()
             wait = self._last_edit + self._interval - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            if wait > 0 and not self._urgent:
+                with contextlib.suppress(TimeoutError):  # an urgent switch cuts the wait short
+                    await asyncio.wait_for(self._urgent_set.wait(), wait)
+            self._urgent = False
+            self._urgent_set.clear()
             priority = INTERMEDIATE if self._edited_once else FIRST_TEXT
             granted = await self._budget.acquire(priority, self._last_edit)
             self._dirty.clear()
@@ -140,6 +188,8 @@ class UpdateReply:
         try:
             await self._roll_over()
             body = message_split.close_open_fence(self._carry + self.text[self._offset :])
+            if self._progress:
+                body = f"{body.rstrip()}\n\n{self._progress}" if body.strip() else self._progress
             if body.strip():
                 self._edited_once = True
                 await self._update(self.message_ts[-1], body)
@@ -261,6 +311,9 @@ class UpdateReply:
             if not self._in_flight.cancelled() and self._in_flight.exception() is not None:
                 log.warning("last streaming edit failed: %r", self._in_flight.exception())
         content = self._carry + self.text[self._offset :]
+        footer = self._sources.footer()
+        if footer:
+            content = f"{content.rstrip()}\n\n{footer}"
         if note:
             content = f"{content.rstrip()}\n\n{note}" if content.strip() else note
         pieces = message_split.split(content, self._limit) or ["…"]

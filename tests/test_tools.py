@@ -181,3 +181,22 @@ async def test_start_up_drops_what_the_model_cannot_take(
     assert any("CLAUDE_EFFORT=max" in w for w in warnings)
     assert any("web_fetch" in w for w in warnings)
     assert prepare is not None
+
+
+async def test_while_it_searches_the_reply_says_so_then_the_answer_replaces_it(
+    slack: FakeSlack, current: FakeClaude, db_path: str
+) -> None:
+    current.thinking_display = "summarized"
+    script = searched(Text("Yes, they are stable.", citations=[WebCitation(RUST, "stable")]))
+    script.tokens_per_second = 20  # slow enough for every step to be shown
+    current.default = script
+    async with started(slack, current, db_path, edit_interval=5.0) as harness:
+        root = await harness.mention("are async traits stable?")
+        await harness.settled(timeout=20)
+        [text] = harness.texts(CHANNEL, root["ts"])
+    shown = [c.params.get("markdown_text", "") for c in slack.calls_to("chat.update")]
+    assert any("Searching the web for “rust async traits”" in s for s in shown)
+    # the switches are not held by the 5-second edit interval
+    assert len(shown) >= 3
+    assert "Searching" not in text and "let me search" not in text.lower()
+    assert text.startswith("Yes, they are stable.")
