@@ -791,15 +791,7 @@ class FakeSlack(LocalServer):
             ),
             key=lambda m: _ts_key(m["ts"]),
         )
-        inclusive = _truthy(params.get("inclusive"))
-        oldest = _ts_key(str(params.get("oldest") or "0"))
-        latest = _ts_key(str(params["latest"])) if params.get("latest") else None
-
-        def in_range(ts: Decimal) -> bool:
-            above = ts > oldest or (inclusive and ts == oldest)
-            below = latest is None or ts < latest or (inclusive and ts == latest)
-            return above and below
-
+        in_range = _ts_range(params)
         selected = [m for m in thread if in_range(_ts_key(m["ts"]))]
         if cursor := params.get("cursor"):
             try:
@@ -823,15 +815,7 @@ class FakeSlack(LocalServer):
     def _conversations_history(self, params: dict[str, Any]) -> dict[str, Any]:
         """A channel's top-level messages, newest first (no pagination: ``limit`` caps it)."""
         channel = params.get("channel", "")
-        inclusive = _truthy(params.get("inclusive"))
-        oldest = _ts_key(str(params.get("oldest") or "0"))
-        latest = _ts_key(str(params["latest"])) if params.get("latest") else None
-
-        def in_range(ts: Decimal) -> bool:
-            above = ts > oldest or (inclusive and ts == oldest)
-            below = latest is None or ts < latest or (inclusive and ts == latest)
-            return above and below
-
+        in_range = _ts_range(params)
         top = sorted(
             (
                 m
@@ -880,6 +864,20 @@ class FakeSlack(LocalServer):
         if self.socket_url is None:
             raise SlackError("fake_socket_url_not_set")
         return {"ok": True, "url": self.socket_url}
+
+
+def _ts_range(params: dict[str, Any]) -> Callable[[Decimal], bool]:
+    """The ``oldest``/``latest``/``inclusive`` filter of the history methods."""
+    inclusive = _truthy(params.get("inclusive"))
+    oldest = _ts_key(str(params.get("oldest") or "0"))
+    latest = _ts_key(str(params["latest"])) if params.get("latest") else None
+
+    def in_range(ts: Decimal) -> bool:
+        above = ts > oldest or (inclusive and ts == oldest)
+        below = latest is None or ts < latest or (inclusive and ts == latest)
+        return above and below
+
+    return in_range
 
 
 async def _read_params(request: web.Request) -> dict[str, Any]:
