@@ -207,16 +207,10 @@ class Conversations:
         queued: bool,
         wait_turn: Callable[[], Awaitable[None]],
     ) -> None:
-        # The message's own content (speaker's name, images) does not depend on the store or on
-        # earlier turns: fetch it while the placeholder goes out.
-        reading = asyncio.create_task(
-            read_message(
-                msg.message,
-                people=self.people,
-                attachments=self.attachments,
-                bot_user_id=self.bot_user_id,
-            )
-        )
+        # The message's own content (speaker's name, images) and its context (time zone,
+        # channel name) do not depend on the store or on earlier turns: fetch them while the
+        # placeholder goes out.
+        reading = asyncio.create_task(self._read(msg))
         reply = self.replies.open(team=msg.team, channel=msg.channel, thread_ts=msg.thread_root)
         try:
             await self._answer_with(msg, conversation_id, reply, reading, queued, wait_turn)
@@ -229,7 +223,7 @@ class Conversations:
         msg: Incoming,
         conversation_id: int,
         reply: Reply,
-        reading: asyncio.Task[UserTurn],
+        reading: asyncio.Task[tuple[UserTurn, str]],
         queued: bool,
         wait_turn: Callable[[], Awaitable[None]],
     ) -> None:
@@ -295,21 +289,33 @@ class Conversations:
             conversation_id, answers_ts=msg.ts, channel=msg.channel, first_ts=first_ts
         )
 
+    async def _read(self, msg: Incoming) -> tuple[UserTurn, str]:
+        """The person's message as the store keeps it, and the mention's context."""
+        turn, context = await asyncio.gather(
+            read_message(
+                msg.message,
+                people=self.people,
+                attachments=self.attachments,
+                bot_user_id=self.bot_user_id,
+            ),
+            context_for(msg, people=self.people, channels=self.channels),
+        )
+        return turn, context
+
     async def _prepare(
-        self, msg: Incoming, conversation_id: int, reading: asyncio.Task[UserTurn]
+        self, msg: Incoming, conversation_id: int, reading: asyncio.Task[tuple[UserTurn, str]]
     ) -> _Prepared:
         """Everything Claude is sent: the thread synced and stored, then fitted to the window."""
-        turns, state, notes = await self._store_turns(msg, conversation_id, reading)
+        turns, state, notes, context = await self._store_turns(msg, conversation_id, reading)
         turns, estimates = await context_window.with_estimates(turns)
-        context = await context_for(msg, people=self.people, channels=self.channels)
         fitted, ratio = await context_window.fit_to_window(
             self.claude, self.model_limits, turns, state, extra=context
         )
         return _Prepared(fitted, ratio, state, notes, estimates, context)
 
     async def _store_turns(
-        self, msg: Incoming, conversation_id: int, reading: asyncio.Task[UserTurn]
-    ) -> tuple[list[Turn], WindowState, list[str]]:
+        self, msg: Incoming, conversation_id: int, reading: asyncio.Task[tuple[UserTurn, str]]
+    ) -> tuple[list[Turn], WindowState, list[str], str]:
         """Sync the thread (best-effort), store the message being answered, and load the
         history up to it with the conversation's window state."""
         if msg.thread_ts is not None:
@@ -324,9 +330,9 @@ class Conversations:
                 up_to_ts=msg.ts,
                 bot_user_id=self.bot_user_id,
             )
-        turn = await reading
+        turn, context = await reading
         turns, state = await self.store.add_turn_and_load(conversation_id, **turn.store_fields())
-        return without_refused(turns), state, turn.note_texts
+        return without_refused(turns), state, turn.note_texts, context
 
     async def _stream(
         self,
