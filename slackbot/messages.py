@@ -111,7 +111,10 @@ def reply_note(
 # ends the turn. Plain text containing the file's name (user input): whoever posts a note escapes
 # it for Slack.
 
-SUPPORTED_FILES = "PNG, JPEG, GIF and WebP images"
+SUPPORTED_FILES = (
+    "images (PNG, JPEG, GIF, WebP), PDFs, text files (text, Markdown, CSV, JSON, logs, code…) "
+    "and Word, Excel and PowerPoint documents"
+)
 
 FileProblem = Literal[
     "unsupported",
