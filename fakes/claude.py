@@ -615,11 +615,17 @@ class FakeClaude(LocalServer):
                 "This model does not support assistant message prefill. "
                 "The conversation must end with a user message.",
             )
+        citing: set[bool] = set()
         for i, message in enumerate(messages):
             content = message.get("content")
             for j, block in enumerate(content if isinstance(content, list) else []):
                 if block.get("type") == "image":
                     _check_image(block, f"messages.{i}.content.{j}.image.source.base64")
+                elif block.get("type") == "document":
+                    _check_document(block, f"messages.{i}.content.{j}.document.source")
+                    citing.add(bool((block.get("citations") or {}).get("enabled")))
+        if len(citing) > 1:
+            raise ApiError(400, "Citations must be enabled on all or none of the documents.")
         marks = sum(1 for _, _, cc in self._segments(body) if cc is not None)
         if marks > MAX_CACHE_BREAKPOINTS:
             raise ApiError(
@@ -722,6 +728,25 @@ def _check_image(block: dict[str, Any], where: str) -> None:
         raise ApiError(400, f"{where}: invalid base64 data") from None
     if not raw.startswith(IMAGE_TYPES[media_type]):
         raise ApiError(400, f"{where}: Image does not match the provided media type {media_type}")
+
+
+def _check_document(block: dict[str, Any], where: str) -> None:
+    """A PDF must be base64 of a PDF; a text document non-empty plain text."""
+    source = block.get("source") or {}
+    if source.get("type") == "base64":
+        if source.get("media_type") != "application/pdf":
+            raise ApiError(400, f"{where}: unsupported media_type {source.get('media_type')!r}")
+        try:
+            raw = base64.b64decode(source.get("data") or "", validate=True)
+        except (binascii.Error, ValueError):
+            raise ApiError(400, f"{where}: invalid base64 data") from None
+        if b"%PDF-" not in raw[:1024]:
+            raise ApiError(400, f"{where}: The PDF specified was not valid.")
+    elif source.get("type") == "text":
+        if source.get("media_type") != "text/plain" or not source.get("data"):
+            raise ApiError(400, f"{where}: text documents need non-empty text/plain data")
+    else:
+        raise ApiError(400, f"{where}: unsupported source type {source.get('type')!r}")
 
 
 def _error_response(error: ApiError, request_id: str) -> web.Response:
