@@ -19,6 +19,7 @@ the rest of the message, so every failure becomes a `FileNote` the conversation 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -46,6 +47,7 @@ from slackbot.images import (
 from slackbot.slack_files import (
     DEFAULT_MAX_BYTES,
     DEFAULT_TIMEOUT_SECONDS,
+    Downloaded,
     FilesInfo,
     SlackFiles,
     display_name,
@@ -134,9 +136,9 @@ class _Read:
     note: FileNote | None = None
 
 
-Converter = Callable[[bytes, str, "_Share"], Awaitable[_Read]]
-"""A kind's converter: (downloaded bytes, display name, the file's share of the message's
-budget) → what it read, or FileRefused / NotConvertible."""
+Converter = Callable[[Downloaded, str, "_Share"], Awaitable[_Read]]
+"""A kind's converter: (the download, display name, the file's share of the message's budget) →
+what it read, or FileRefused / NotConvertible."""
 
 
 def _mimetype(file: Mapping[str, Any]) -> str:
@@ -301,13 +303,15 @@ class Attachments:
             self._check_pdf_input(name)
         if download_url(file) is None and (preview := _snippet_preview(file)) is not None:
             return self._preview(file, preview)
-        downloaded = await self._slack_files.download(file)
+        # A text is read from its start: a 50 MB log is not refused, only its first part read.
+        first = self._max_text_bytes if kind == "text" else None
+        downloaded = await self._slack_files.download(file, first=first)
         if kind == "unknown":
             kind = await self._sniffed(downloaded.data, file, name)
             if kind != "image":
                 share.settle()
         try:
-            return await self._converters[kind](downloaded.data, name, share)
+            return await self._converters[kind](downloaded, name, share)
         except NotConvertible as exc:
             raise FileRefused(name, _note(exc, name)) from None
 
@@ -335,25 +339,34 @@ class Attachments:
         note = FileNote(name, messages.file_note("snippet_preview", name)) if partial else None
         return _Read(text_document(preview, name, len(preview.encode("utf-8"))), note)
 
-    async def _image(self, data: bytes, name: str, share: _Share) -> _Read:
-        opened = await self._images.open(data, name)
+    async def _image(self, downloaded: Downloaded, name: str, share: _Share) -> _Read:
+        opened = await self._images.open(downloaded.data, name)
         await share.take(opened.pixels, name)
         return _Read(await self._images.convert(opened))
 
-    async def _pdf(self, data: bytes, name: str, share: _Share) -> _Read:
+    async def _pdf(self, downloaded: Downloaded, name: str, share: _Share) -> _Read:
         return _Read(
-            await pdfs.read(data, name, max_pages=self._max_pdf_pages, processes=self._processes)
+            await pdfs.read(
+                downloaded.data, name, max_pages=self._max_pdf_pages, processes=self._processes
+            )
         )
 
-    async def _text(self, data: bytes, name: str, share: _Share) -> _Read:
+    async def _text(self, downloaded: Downloaded, name: str, share: _Share) -> _Read:
         block, note = await asyncio.to_thread(
-            text_files.read, data, name, max_bytes=self._max_text_bytes
+            functools.partial(
+                text_files.read,
+                downloaded.data,
+                name,
+                max_bytes=self._max_text_bytes,
+                complete=downloaded.complete,
+                size=downloaded.size,
+            )
         )
         return _Read(block, FileNote(name, note) if note else None)
 
-    async def _office(self, data: bytes, name: str, share: _Share) -> _Read:
+    async def _office(self, downloaded: Downloaded, name: str, share: _Share) -> _Read:
         block, cut = await office.read(
-            data, name, max_text_bytes=self._max_text_bytes, processes=self._processes
+            downloaded.data, name, max_text_bytes=self._max_text_bytes, processes=self._processes
         )
         kept = size_text(self._max_text_bytes)
         note = FileNote(name, messages.file_note("office_cut", name, kept=kept)) if cut else None

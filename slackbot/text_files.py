@@ -289,13 +289,17 @@ def looks_like_text(data: bytes) -> bool:
     return True
 
 
-def read(data: bytes, name: str, *, max_bytes: int) -> tuple[DocumentBlock, str | None]:
+def read(
+    data: bytes, name: str, *, max_bytes: int, complete: bool = True, size: int | None = None
+) -> tuple[DocumentBlock, str | None]:
     """A text document of the file's first `max_bytes` (cut at a line), and the note saying so
-    when the file was longer; FileRefused for a file that is empty or not text.
+    when the file was longer; FileRefused for a file that is empty or not text. With
+    `complete=False`, `data` is only the start of the file, whose whole `size` may be unknown.
 
     Blocking: call through `asyncio.to_thread`.
     """
-    cut = len(data) > max_bytes
+    size = len(data) if complete else size
+    cut = not complete or len(data) > max_bytes
     try:
         text = decode(data[:max_bytes], final=not cut)
     except (Unreadable, UnicodeDecodeError, LookupError) as exc:
@@ -310,12 +314,11 @@ def read(data: bytes, name: str, *, max_bytes: int) -> tuple[DocumentBlock, str 
     cut = cut or recut
     if not text.strip():
         raise _refuse(name, "empty")
-    note = (
-        messages.file_note("text_cut", name, size=size_text(len(data)), kept=size_text(max_bytes))
-        if cut
-        else None
-    )
-    return text_document(text, name, len(data)), note
+    if not cut:
+        return text_document(text, name, len(data)), None
+    described = size_text(size) if size is not None else f"more than {size_text(len(data))}"
+    note = messages.file_note("text_cut", name, size=described, kept=size_text(max_bytes))
+    return text_document(text, name, size or len(data)), note
 
 
 def _bom(data: bytes) -> tuple[str | None, int]:

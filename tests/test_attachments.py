@@ -466,3 +466,20 @@ async def test_conversions_do_not_hold_up_the_image_budget(
     contents = await attachments.read_all(files)
     assert [image.name for image in contents.images] == ["a.png"]
     assert [d.name for d in contents.documents] == ["deck.pptx"]
+
+
+async def test_a_log_bigger_than_the_download_cap_is_read_from_its_start(
+    session: aiohttp.ClientSession, slack: FakeSlack
+) -> None:
+    attachments = reader(session, slack, max_bytes=4 * 1024 * 1024, max_text_bytes=256 * 1024)
+    line = b"2026-11-02T10:00:00 INFO request served\n"
+    log = slack.add_file(
+        name="huge.log", mimetype="text/plain", content=line * (25 * 1024 * 1024 // len(line))
+    )
+
+    contents = await attachments.read_all([log])
+
+    [document] = contents.documents
+    assert [note.text for note in contents.notes] == ["huge.log is 25 MB: I read the first 256 KB."]
+    assert len(document.data.encode()) <= 256 * 1024 and document.data.endswith("served\n")
+    assert log["id"] not in slack.sent_in_full
