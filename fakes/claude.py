@@ -1221,6 +1221,7 @@ class FakeClaude(LocalServer):
                 "This model does not support assistant message prefill. "
                 "The conversation must end with a user message.",
             )
+        citing: set[bool] = set()
         for i, message in enumerate(messages):
             content = message.get("content")
             for j, block in enumerate(content if isinstance(content, list) else []):
@@ -1229,8 +1230,11 @@ class FakeClaude(LocalServer):
                     _check_image(block, f"{where}.image.source.base64")
                 elif block.get("type") == "document":
                     _check_document(block, where, capabilities)
+                    citing.add(bool((block.get("citations") or {}).get("enabled")))
                 elif block.get("type") in ("thinking", "redacted_thinking"):
                     self._check_thinking(block, where)
+        if len(citing) > 1:
+            raise ApiError(400, "Citations must be enabled on all or none of the documents.")
         marks = sum(1 for _, _, cc in self._segments(body) if cc is not None)
         if marks > MAX_CACHE_BREAKPOINTS:
             raise ApiError(

@@ -97,10 +97,16 @@ class Harness:
         thread_ts: str | None = None,
         files: list[dict[str, Any]] | None = None,
         event_id: str | None = None,
+        attachments: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """A person posts `@bot text`; Slack delivers the app_mention. Returns the message."""
         message = self.slack.add_user_message(
-            channel, user, f"<@{self.slack.bot_user_id}> {text}", thread_ts=thread_ts, files=files
+            channel,
+            user,
+            f"<@{self.slack.bot_user_id}> {text}",
+            thread_ts=thread_ts,
+            files=files,
+            attachments=attachments,
         )
         await self.deliver(message, type="app_mention", event_id=event_id)
         return message

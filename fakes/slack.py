@@ -278,8 +278,10 @@ class FakeSlack(LocalServer):
         files: list[dict[str, Any]] | None = None,
         bot_id: str | None = None,
         subtype: str | None = None,
+        attachments: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """Store a message as if someone posted it; build its event with ``message_event``."""
+        """Store a message as if someone posted it; build its event with ``message_event``.
+        ``attachments`` are Slack's (a shared message, a link preview), not files."""
         return self._store(
             channel,
             user=user,
@@ -288,6 +290,7 @@ class FakeSlack(LocalServer):
             files=files,
             bot_id=bot_id,
             subtype=subtype,
+            attachments=attachments,
         )
 
     def add_bot_message(
@@ -626,6 +629,7 @@ class FakeSlack(LocalServer):
         files: list[dict[str, Any]] | None = None,
         bot_id: str | None = None,
         subtype: str | None = None,
+        attachments: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         ts = self.next_ts()
         message = {
@@ -640,6 +644,7 @@ class FakeSlack(LocalServer):
             "markdown_text": markdown_text,
             "blocks": blocks,
             "files": files,
+            "attachments": attachments,
         }
         self.messages[(channel, ts)] = message
         self._timeline[(channel, ts)] = {"posted_at": time.monotonic(), "updates": 0}
@@ -1079,7 +1084,7 @@ def message_event(
     }
     if type == "message" and channel_type is not None:
         event["channel_type"] = channel_type
-    for key in ("thread_ts", "files", "subtype", "bot_id"):
+    for key in ("thread_ts", "files", "attachments", "subtype", "bot_id"):
         if message.get(key) is not None:
             event[key] = message[key]
     return event

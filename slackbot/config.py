@@ -27,6 +27,8 @@ DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 MB = 1024 * 1024
 #: The largest attachment downloaded (SLACKBOT_MAX_FILE_MB); the file code's default too.
 DEFAULT_MAX_FILE_BYTES = 20 * MB
+#: Where a text-like attachment is cut (SLACKBOT_MAX_TEXT_FILE_KB); the file code's default too.
+DEFAULT_MAX_TEXT_FILE_BYTES = 512 * 1024
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful assistant that lives in Slack. People talk to you by @-mentioning you in "
     "channel threads or by direct message. Several people may speak in one thread: each of their "
@@ -71,7 +73,7 @@ class Settings:
     web_allowed_domains: tuple[str, ...] = ()
     web_blocked_domains: tuple[str, ...] = ()
     #: A text-like attachment (or a converted Office document) is cut past this many bytes.
-    max_text_file_bytes: int = 512 * 1024
+    max_text_file_bytes: int = DEFAULT_MAX_TEXT_FILE_BYTES
     #: Operator price overrides for `slackbot usage`: (model id, id prefix or line, USD per
     #: million input tokens, USD per million output tokens).
     prices: tuple[tuple[str, float, float], ...] = ()

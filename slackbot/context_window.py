@@ -1,11 +1,11 @@
 """Fitting one request into the model's context window: estimate, trim, calibrate, count.
 
 A thread can outgrow the window. `fit` keeps the request within the token limit, the number of
-images and the bytes a request may carry, by cutting the conversation: first the images of
-older turns, then the oldest turns after the thread's first message (which usually states the
-task), with a marker where turns were left out. A cut goes well below the limit (`TRIM_TO`) and
-is remembered per conversation (`Trim`), so the following mentions send the same prefix again
-and keep reading it from the prompt cache.
+images, the PDF pages and the bytes a request may carry, by cutting the conversation: first the
+files (images and documents) of older turns, then the oldest turns after the thread's first
+message (which usually states the task), with a marker where turns were left out. A cut goes
+well below the limit (`TRIM_TO`) and is remembered per conversation (`Trim`), so the following
+mentions send the same prefix again and keep reading it from the prompt cache.
 
 Every turn carries a token estimate (computed once and stored); each conversation keeps a
 calibration ratio learnt from the API's own count of its last request. Estimates decide while a
@@ -27,13 +27,16 @@ from typing import NamedTuple
 
 from PIL import Image
 
+from slackbot import pdfs
 from slackbot.claude import Claude
 from slackbot.history import OMITTED_MARKER, OMITTED_ROLE, Message, build_messages, render_turn
 from slackbot.model_lookup import ModelLimits
-from slackbot.store import StoredImage, Turn, WindowState
+from slackbot.store import StoredDocument, StoredImage, Turn, WindowState
 
 #: The note that replaces the images of an older turn.
 IMAGES_OMITTED = "{n} image(s) shared here were omitted to fit the context window"
+#: The note that replaces the documents (PDFs, texts) of an older turn.
+FILES_OMITTED = "{n} file(s) shared here were omitted to fit the context window"
 #: Appended to a message whose text had to be shortened (only when nothing else could go).
 TEXT_SHORTENED = "\n[…the rest of this message was cut to fit the context window]"
 
@@ -53,6 +56,9 @@ CHARS_PER_TOKEN = 3.5
 BLOCK_TOKENS = 8
 IMAGE_TOKENS_MAX = 1600
 MIN_SHORTENED_CHARS = 400
+#: A PDF page costs its text plus the page as an image; this is the image part, and a guess
+#: (the API's guidance is 1,500–3,000 tokens a page in all) until calibrated.
+PDF_PAGE_TOKENS = 1500
 
 
 def estimate_text_tokens(text: str) -> int:
@@ -70,23 +76,54 @@ def image_tokens(image: StoredImage) -> int:
     return BLOCK_TOKENS + min(IMAGE_TOKENS_MAX, math.ceil(width * height / 750))
 
 
+def document_tokens(document: StoredDocument) -> int:
+    """A document's cost: its text (a PDF's as sampled when it was read), its title, and for a
+    PDF each page's image."""
+    chars = document.text_chars if document.kind == "pdf" else len(document.data)
+    pages = (document.pages or 0) if document.kind == "pdf" else 0
+    return (
+        BLOCK_TOKENS
+        + math.ceil((chars + len(document.name)) / CHARS_PER_TOKEN)
+        + pages * PDF_PAGE_TOKENS
+    )
+
+
 def estimate_turn_tokens(turn: Turn) -> int:
     """Estimated input tokens of one rendered turn (images are decoded: not on the event loop
     for a turn with large images)."""
     _, blocks = render_turn(turn)
     text_tokens = sum(estimate_text_tokens(b["text"]) for b in blocks if b["type"] == "text")
-    return text_tokens + sum(image_tokens(image) for image in turn.images)
+    return (
+        text_tokens
+        + sum(image_tokens(image) for image in turn.images)
+        + sum(document_tokens(document) for document in turn.documents)
+    )
+
+
+def _document_bytes(document: StoredDocument) -> int:
+    data = document.data
+    return (len(data) if data.isascii() else len(data.encode("utf-8"))) + len(document.name) + 128
 
 
 def _turn_bytes(turn: Turn) -> int:
-    return len(turn.text) + sum(len(image.data) for image in turn.images) + 64
+    return (
+        len(turn.text)
+        + sum(len(image.data) for image in turn.images)
+        + sum(_document_bytes(document) for document in turn.documents)
+        + 64
+    )
+
+
+def _pdf_pages(turn: Turn) -> int:
+    return sum(document.pages or 0 for document in turn.documents if document.kind == "pdf")
 
 
 @dataclass(frozen=True)
 class Trim:
     """Where a conversation was cut: turns between its first message and `kept_from_id` are
-    left out, and so are the images of turns before `images_from_id` (the turn being answered
-    always keeps its own). Stored per conversation so every mention cuts at the same place."""
+    left out, and so are the files (images and documents) of turns before `images_from_id` (the
+    turn being answered always keeps its own). Stored per conversation so every mention cuts at
+    the same place."""
 
     kept_from_id: int | None = None
     images_from_id: int | None = None
@@ -108,11 +145,13 @@ class Window:
     ratio: float = 1.0
     max_images: int = MAX_IMAGES_PER_REQUEST
     max_bytes: int = MAX_REQUEST_BYTES
+    max_pages: int = pdfs.MAX_PAGES
 
-    def fits(self, tokens: int, images: int, size: int, share: float = 1.0) -> bool:
+    def fits(self, tokens: int, images: int, pages: int, size: int, share: float = 1.0) -> bool:
         return (
             tokens * self.ratio <= self.tokens * share
             and images <= self.max_images * share
+            and pages <= self.max_pages * share
             and size <= self.max_bytes * share
         )
 
@@ -127,6 +166,7 @@ class Fitted:
     images: int
     size: int
     shortened: bool = False
+    pages: int = 0  # of PDF
 
     @property
     def omitted(self) -> bool:
@@ -142,18 +182,19 @@ class Fitted:
 class _Cost(NamedTuple):
     tokens: int
     images: int
+    pages: int
     size: int
 
 
 def _plus(a: _Cost, b: _Cost) -> _Cost:
-    return _Cost(a.tokens + b.tokens, a.images + b.images, a.size + b.size)
+    return _Cost(a.tokens + b.tokens, a.images + b.images, a.pages + b.pages, a.size + b.size)
 
 
 def _minus(a: _Cost, b: _Cost) -> _Cost:
-    return _Cost(a.tokens - b.tokens, a.images - b.images, a.size - b.size)
+    return _Cost(a.tokens - b.tokens, a.images - b.images, a.pages - b.pages, a.size - b.size)
 
 
-_ZERO = _Cost(0, 0, 0)
+_ZERO = _Cost(0, 0, 0, 0)
 _MARKER = Turn(id=0, role=OMITTED_ROLE, ts="", text=OMITTED_MARKER)
 
 
@@ -162,11 +203,12 @@ def _tokens_of(turn: Turn) -> int:
 
 
 def _cost(turn: Turn) -> _Cost:
-    return _Cost(_tokens_of(turn), len(turn.images), _turn_bytes(turn))
+    return _Cost(_tokens_of(turn), len(turn.images), _pdf_pages(turn), _turn_bytes(turn))
 
 
-def without_images(turn: Turn) -> Turn:
-    return keep_newest_images(turn, 0)
+def without_files(turn: Turn) -> Turn:
+    """The turn without its images and documents, and a note for each kind that went."""
+    return keep_newest_documents(keep_newest_images(turn, 0), 0)
 
 
 def keep_newest_images(turn: Turn, keep: int) -> Turn:
@@ -177,6 +219,16 @@ def keep_newest_images(turn: Turn, keep: int) -> Turn:
     note = IMAGES_OMITTED.format(n=dropped)
     kept = turn.images[dropped:]
     return replace(turn, images=kept, notes=(*turn.notes, note), tokens=None)
+
+
+def keep_newest_documents(turn: Turn, keep: int) -> Turn:
+    """The turn with only its `keep` newest documents, and a note saying how many went."""
+    dropped = len(turn.documents) - max(keep, 0)
+    if dropped <= 0:
+        return turn
+    note = FILES_OMITTED.format(n=dropped)
+    kept = turn.documents[dropped:]
+    return replace(turn, documents=kept, notes=(*turn.notes, note), tokens=None)
 
 
 def fit(turns: Sequence[Turn], window: Window, trim: Trim = Trim()) -> Fitted:
@@ -199,7 +251,8 @@ def fit(turns: Sequence[Turn], window: Window, trim: Trim = Trim()) -> Fitted:
     if window.fits(*costs.total(keep, images)):
         return _build(turns, keep, images, costs)
     for images_at in range(images + 1, last + 1):
-        if turns[images_at - 1].images and window.fits(*costs.total(keep, images_at), TRIM_TO):
+        had_files = turns[images_at - 1].images or turns[images_at - 1].documents
+        if had_files and window.fits(*costs.total(keep, images_at), TRIM_TO):
             return _build(turns, keep, images_at, costs)
     images = last
     for keep_at in range(keep, last + 1):
@@ -221,16 +274,17 @@ def _position(positions: dict[int, int], turn_id: int | None, *, default: int, l
 
 
 class _Costs:
-    """Prefix sums of each turn's cost with and without its images, so any cut is priced in
+    """Prefix sums of each turn's cost with and without its files, so any cut is priced in
     O(1). A cut is (keep, images): turns 1..keep-1 are left out, turns before `images` lose
-    their images; turn 0 (the first message) and the last turn are always sent."""
+    their images and documents; turn 0 (the first message) and the last turn are always
+    sent."""
 
     def __init__(self, turns: list[Turn], fixed_tokens: int) -> None:
         self.last = len(turns) - 1
-        self.fixed = _Cost(fixed_tokens, 0, 0)
+        self.fixed = _Cost(fixed_tokens, 0, 0, 0)
         self.marker = _cost(_MARKER)
         self.full = [_cost(turn) for turn in turns]
-        self.bare = [_cost(without_images(turn)) for turn in turns[:-1]] + [self.full[-1]]
+        self.bare = [_cost(without_files(turn)) for turn in turns[:-1]] + [self.full[-1]]
         self._full_sums = self._sums(self.full)
         self._bare_sums = self._sums(self.bare)
 
@@ -261,45 +315,72 @@ def _build(turns: list[Turn], keep: int, images: int, costs: _Costs) -> Fitted:
             if i == 1:
                 out.append(_MARKER)
             continue
-        out.append(without_images(turn) if i < images and i < last else turn)
+        out.append(without_files(turn) if i < images and i < last else turn)
     total = costs.total(keep, images)
     trim = Trim(
         kept_from_id=turns[keep].id if keep > 1 else None,
         images_from_id=turns[images].id if images > 0 else None,
     )
-    return Fitted(out, trim, total.tokens, total.images, total.size)
+    return Fitted(out, trim, total.tokens, total.images, total.size, pages=total.pages)
 
 
 def _shorten(fitted: Fitted, window: Window) -> Fitted:
-    """Last resort: the message being answered keeps only its newest images that a request
-    can carry; then the text of the first, then the last message is halved until it all fits;
-    then the last message's oldest images go, one by one, until it does."""
+    """Last resort: the message being answered keeps only its newest documents, then its newest
+    images, that a request can carry; then the text of the first, then the last message is
+    halved until it all fits; then the last message's oldest documents go, then its oldest
+    images, one by one, until it does."""
     turns = list(fitted.turns)
 
     def measure() -> _Cost:
-        total = _Cost(window.fixed_tokens, 0, 0)
+        total = _Cost(window.fixed_tokens, 0, 0, 0)
         for turn in turns:
             total = _plus(total, _cost(turn))
         return total
 
-    def keep_images_while(too_many: Callable[[], bool]) -> None:
-        keep = len(turns[-1].images)
+    def keep_while(
+        count: Callable[[Turn], int],
+        keep_newest: Callable[[Turn, int], Turn],
+        too_many: Callable[[], bool],
+    ) -> None:
         original = turns[-1]
+        keep = count(original)
         while keep > 0 and too_many():
             keep -= 1
-            turns[-1] = keep_newest_images(original, keep)
+            turns[-1] = keep_newest(original, keep)
 
-    keep_images_while(
-        lambda: measure().images > window.max_images or measure().size > window.max_bytes
-    )
+    def documents(turn: Turn) -> int:
+        return len(turn.documents)
+
+    def images(turn: Turn) -> int:
+        return len(turn.images)
+
+    def over_request() -> bool:
+        cost = measure()
+        return cost.pages > window.max_pages or cost.size > window.max_bytes
+
+    def over_images() -> bool:
+        cost = measure()
+        return cost.images > window.max_images or cost.size > window.max_bytes
+
+    keep_while(documents, keep_newest_documents, over_request)
+    keep_while(images, keep_newest_images, over_images)
     for index in [0, len(turns) - 1] if len(turns) > 1 else [0]:
         while not window.fits(*measure()) and len(turns[index].text) > MIN_SHORTENED_CHARS:
             turn = turns[index]
             text = turn.text.removesuffix(TEXT_SHORTENED)
             turns[index] = replace(turn, text=text[: len(text) // 2] + TEXT_SHORTENED, tokens=None)
-    keep_images_while(lambda: not window.fits(*measure()))
+    keep_while(documents, keep_newest_documents, lambda: not window.fits(*measure()))
+    keep_while(images, keep_newest_images, lambda: not window.fits(*measure()))
     total = measure()
-    return Fitted(turns, fitted.trim, total.tokens, total.images, total.size, shortened=True)
+    return Fitted(
+        turns,
+        fitted.trim,
+        total.tokens,
+        total.images,
+        total.size,
+        shortened=True,
+        pages=total.pages,
+    )
 
 
 log = logging.getLogger(__name__)
@@ -347,6 +428,7 @@ def window_for(
         tokens=max(1, window - claude.max_tokens - margin),
         fixed_tokens=fixed,
         ratio=ratio or 1.0,
+        max_pages=pdfs.page_limit(window),
     )
 
 

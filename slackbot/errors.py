@@ -48,3 +48,17 @@ class FileRefused(Exception):
         super().__init__(text)
         self.name = name
         self.text = text
+
+
+class NotConvertible(Exception):
+    """A document converter's reason for not using a file, raised in the bot or in the child
+    process that converts it (and sent back from there as JSON).
+
+    `problem` names one of `messages.py`'s file notes and `details` fill it in; `attachments.py`
+    turns it into a `FileRefused`, so the person sees that note under the reply.
+    """
+
+    def __init__(self, problem: str, **details: object) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.details = details

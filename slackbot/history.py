@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from slackbot.documents import claude_block
 from slackbot.store import Turn
 
 Message = dict[str, Any]
@@ -23,14 +24,19 @@ OMITTED_ROLE = "omitted"
 
 
 def render_user_turn(turn: Turn) -> list[Block]:
-    """A person's message: their images, then one text block labelled with their name."""
+    """A person's message: their documents (PDFs, texts, each titled with its file name and
+    citable), their images, then one text block labelled with their name."""
     blocks: list[Block] = [
+        claude_block(document.media_type, document.data, document.name)
+        for document in turn.documents
+    ]
+    blocks.extend(
         {
             "type": "image",
             "source": {"type": "base64", "media_type": image.media_type, "data": image.data},
         }
         for image in turn.images
-    ]
+    )
     speaker = turn.user_name or turn.user_id or "Someone"
     text = turn.text.strip()
     parts = [f"{speaker}: {text}" if text else f"{speaker}: (no text)"]

@@ -138,7 +138,10 @@ def reply_note(
 # ends the turn. Plain text containing the file's name (user input): whoever posts a note escapes
 # it for Slack.
 
-SUPPORTED_FILES = "PNG, JPEG, GIF and WebP images"
+SUPPORTED_FILES = (
+    "images (PNG, JPEG, GIF, WebP), PDFs, text files (text, Markdown, CSV, JSON, logs, code…) "
+    "and Word, Excel and PowerPoint documents"
+)
 
 FileProblem = Literal[
     "unsupported",
@@ -159,6 +162,22 @@ FileProblem = Literal[
     "over_message_budget",
     "not_an_image",
     "too_detailed",
+    "not_text",
+    "empty",
+    "text_cut",
+    "snippet_preview",
+    "pdf_not_read_by_model",
+    "pdf_too_big",
+    "pdf_too_many_pages",
+    "pdf_encrypted",
+    "pdf_invalid",
+    "office_invalid",
+    "office_encrypted",
+    "office_too_big",
+    "office_no_text",
+    "office_cut",
+    "conversion_timed_out",
+    "conversion_failed",
     "unexpected",
 ]
 
@@ -188,6 +207,32 @@ _FILE_NOTES: dict[FileProblem, str] = {
     ),
     "not_an_image": "I couldn't read {name}: it isn't a valid PNG, JPEG, GIF or WebP image.",
     "too_detailed": "I couldn't shrink {name} below Claude's 5 MB image limit.",
+    "not_text": "I couldn't read {name}: it doesn't look like text (it holds binary data).",
+    "empty": "{name} is empty.",
+    "text_cut": "{name} is {size}: I read the first {kept}.",
+    "snippet_preview": "I could only read the start of {name} (the preview Slack sent).",
+    "pdf_not_read_by_model": "I can't read {name}: the Claude model I use doesn't read PDFs.",
+    "pdf_too_big": (
+        "{name} is too big for Claude ({size}; a PDF can be at most {limit} to fit in one request)."
+    ),
+    "pdf_too_many_pages": (
+        "I can't read {name}: it has {pages} pages, and Claude reads at most {limit} pages of PDF "
+        "per request here."
+    ),
+    "pdf_encrypted": "I can't read {name}: it is encrypted (password-protected).",
+    "pdf_invalid": "I couldn't read {name}: it isn't a valid PDF.",
+    "office_invalid": "I couldn't read {name}: it isn't a valid Word, Excel or PowerPoint file.",
+    "office_encrypted": (
+        "I couldn't read {name}: it is password-protected, or in the old Office format "
+        "(.doc, .xls, .ppt)."
+    ),
+    "office_too_big": "I didn't open {name}: it unpacks to more than the {limit} I allow.",
+    "office_no_text": "I found no text in {name}.",
+    "office_cut": "{name} holds more text than I read at once: I read the first {kept} of it.",
+    "conversion_timed_out": "I couldn't read {name}: converting it took longer than {seconds} s.",
+    "conversion_failed": (
+        "I couldn't read {name}: converting it needed more memory or time than I give one file."
+    ),
     "unexpected": "I couldn't read {name} (something went wrong on my side).",
 }
 

@@ -175,3 +175,28 @@ def m010_add_server_tool_use(db: sqlite_utils.Database) -> None:
     usage = db.table("usage")
     usage.add_column("web_search_requests", int, not_null_default=0)
     usage.add_column("web_fetch_requests", int, not_null_default=0)
+
+
+@migrations()
+def m011_create_documents(db: sqlite_utils.Database) -> None:
+    """Documents people shared (PDFs as base64, text files and Office documents as text),
+    checked and converted once and kept so later mentions re-send them without downloading
+    again; `pages`, `size` and `text_chars` feed the context window's estimates."""
+    db.table("documents").create(
+        {
+            "id": int,
+            "message_id": int,
+            "position": int,
+            "name": str,
+            "kind": str,
+            "media_type": str,
+            "data": str,
+            "size": int,
+            "pages": int,
+            "text_chars": int,
+        },
+        pk="id",
+        foreign_keys=[("message_id", "messages", "id")],
+        not_null={"message_id", "position", "kind", "media_type", "data"},
+    )
+    db.table("documents").create_index(["message_id", "position"])

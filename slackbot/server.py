@@ -97,6 +97,7 @@ async def create_bot(
             trusted_hosts=[settings.slack_api_url, *settings.slack_file_hosts],
             max_bytes=settings.max_file_bytes,
             files_info=files_info_from(slack),
+            max_text_bytes=settings.max_text_file_bytes,
         )
     except ValueError as exc:  # a malformed SLACK_FILE_HOSTS entry
         await session.close()
@@ -197,6 +198,7 @@ async def prepare(bot: Bot) -> None:
     CLAUDE_MODEL."""
     limits = await learn_model(bot.anthropic, bot.settings)
     bot.conversations.use_model(limits)
+    bot.conversations.attachments.use_model(limits)
     log.info(
         "model %s: %d-token window, %d output tokens per reply (%s)",
         limits.model,

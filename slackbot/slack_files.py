@@ -10,6 +10,7 @@ Why this module is careful:
 - Slack answers a download it does not authorise with HTTP 200 and an HTML sign-in page, so the
   response is checked, never the status code alone.
 - File sizes come from users: the body is read only up to a cap, whatever Content-Length says.
+  A file read from its start only (a long log) stops there, and the rest is never transferred.
 - Files shared with `file_access: "check_file_info"` arrive without links (or even a name), and
   deleted or hidden files arrive as tombstones: those are looked up or refused before any download.
 
@@ -20,6 +21,7 @@ Every refusal is a `FileRefused` carrying the note the person will see.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -55,10 +57,19 @@ FilesInfo = Callable[[str], Awaitable[Mapping[str, Any]]]
 
 @dataclass(frozen=True)
 class Downloaded:
-    """A file's bytes as Slack served them; `content_type` is the server's claim, no more."""
+    """A file's bytes as Slack served them; `content_type` is the server's claim, no more.
+
+    `size` is the whole file's, in bytes: `len(data)` unless only its start was read
+    (`download(first=)`), and then None when neither Slack nor the server said.
+    """
 
     data: bytes
     content_type: str
+    size: int | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.size == len(self.data)
 
 
 def _refuse(name: str, problem: messages.FileProblem, **details: object) -> FileRefused:
@@ -245,16 +256,21 @@ class SlackFiles:
             raise _refuse(name, "hidden_by_limit")
         return file
 
-    async def download(self, file: Mapping[str, Any]) -> Downloaded:
-        """The bytes of a resolved file object, or FileRefused with the note to show."""
+    async def download(self, file: Mapping[str, Any], *, first: int | None = None) -> Downloaded:
+        """The bytes of a resolved file object, or FileRefused with the note to show. With
+        `first`, only the file's first `first` bytes (at most the cap) are read, and a larger
+        file is not refused: a text is read from its start."""
         name = display_name(file)
         size = file.get("size")
-        if isinstance(size, int) and size > self._max_bytes:
+        if isinstance(size, int) and size > self._max_bytes and first is None:
             raise FileRefused(name, messages.file_too_big(name, self._max_bytes, size))
         url = download_url(file)
         if url is None:
             raise _refuse(name, "no_link")
-        downloaded = await self._download(url, name, file.get("id"))
+        limit = self._max_bytes if first is None else max(1, min(first, self._max_bytes))
+        downloaded = await self._download(url, name, file.get("id"), limit, first is not None)
+        if not downloaded.complete and downloaded.size is None and isinstance(size, int):
+            downloaded = dataclasses.replace(downloaded, size=size)
         if _looks_like_html(downloaded.data, downloaded.content_type) and not _claims_html(file):
             raise _refuse(name, "refused")
         return downloaded
@@ -272,7 +288,9 @@ class SlackFiles:
             raise _refuse(name, "lookup_failed") from exc
         return {**file, **info}
 
-    async def _download(self, url: str, name: str, file_id: object) -> Downloaded:
+    async def _download(
+        self, url: str, name: str, file_id: object, limit: int, partial: bool
+    ) -> Downloaded:
         """Follows redirects by hand so the token is re-sent to trusted hosts and only to them."""
         try:
             current = URL(url)
@@ -306,8 +324,7 @@ class SlackFiles:
                                 current.host,
                             )
                             raise _refuse(name, "http_status", status=response.status)
-                        data = await self._read_capped(response, name)
-                        return Downloaded(data=data, content_type=response.content_type)
+                        return await self._read_capped(response, name, limit, partial)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             logger.warning("downloading Slack file %s failed: %s", file_id, type(exc).__name__)
             raise _refuse(
@@ -315,20 +332,25 @@ class SlackFiles:
             ) from exc
         raise _refuse(name, "too_many_redirects")
 
-    async def _read_capped(self, response: aiohttp.ClientResponse, name: str) -> bytes:
-        """Reads the body but stops past `max_bytes`, whatever Content-Length said."""
+    async def _read_capped(
+        self, response: aiohttp.ClientResponse, name: str, limit: int, partial: bool
+    ) -> Downloaded:
+        """Reads the body but stops past `limit`, whatever Content-Length said: a refusal, or
+        with `partial` the first `limit` bytes."""
         length = response.content_length
-        if length is not None and length > self._max_bytes:
+        if length is not None and length > self._max_bytes and not partial:
             response.close()
             raise FileRefused(name, messages.file_too_big(name, self._max_bytes, length))
         body = bytearray()
         async for chunk in response.content.iter_chunked(_READ_CHUNK):
             body += chunk
-            if len(body) > self._max_bytes:
+            if len(body) > limit:
                 # Closing drops the connection, so the rest of the body is never transferred.
                 response.close()
-                raise FileRefused(name, messages.file_too_big(name, self._max_bytes))
-        return bytes(body)
+                if not partial:
+                    raise FileRefused(name, messages.file_too_big(name, self._max_bytes))
+                return Downloaded(bytes(body[:limit]), response.content_type, length)
+        return Downloaded(bytes(body), response.content_type, len(body))
 
 
 def _redirect_target(current: URL, response: aiohttp.ClientResponse, name: str) -> URL:

@@ -29,6 +29,7 @@ from slackbot.errors import AlreadyRunning
 from slackbot.migrations import migrations
 from slackbot.store import (
     PendingMessage,
+    StoredDocument,
     StoredImage,
     Turn,
     UnfinishedReply,
@@ -269,11 +270,20 @@ class SqliteStore:
         text: str,
         images: Sequence[StoredImage] = (),
         notes: Sequence[str] = (),
+        documents: Sequence[StoredDocument] = (),
     ) -> bool:
         """Store a person's message; False if that message is already stored."""
 
         return await self._run(
-            self._add_user_turn_sync, conversation_id, ts, user_id, user_name, text, images, notes
+            self._add_user_turn_sync,
+            conversation_id,
+            ts,
+            user_id,
+            user_name,
+            text,
+            images,
+            notes,
+            documents,
         )
 
     def _add_user_turn_sync(
@@ -285,6 +295,7 @@ class SqliteStore:
         text: str,
         images: Sequence[StoredImage],
         notes: Sequence[str],
+        documents: Sequence[StoredDocument] = (),
     ) -> bool:
         db = self._db
         with self._transaction():
@@ -312,6 +323,22 @@ class SqliteStore:
                     " VALUES (?, ?, ?, ?, ?)",
                     [message_id, position, image.name, image.media_type, image.data],
                 )
+            for position, document in enumerate(documents):
+                db.execute(
+                    "INSERT INTO documents (message_id, position, name, kind, media_type, data,"
+                    " size, pages, text_chars) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        message_id,
+                        position,
+                        document.name,
+                        document.kind,
+                        document.media_type,
+                        document.data,
+                        document.size,
+                        document.pages,
+                        document.text_chars,
+                    ],
+                )
         return True
 
     async def add_turn_and_load(
@@ -324,12 +351,15 @@ class SqliteStore:
         text: str,
         images: Sequence[StoredImage] = (),
         notes: Sequence[str] = (),
+        documents: Sequence[StoredDocument] = (),
     ) -> tuple[list[Turn], WindowState]:
         """Store the message being answered, then read the history up to it and the
         conversation's budget state, in one trip to the store thread."""
 
         def _add_and_load() -> tuple[list[Turn], WindowState]:
-            self._add_user_turn_sync(conversation_id, ts, user_id, user_name, text, images, notes)
+            self._add_user_turn_sync(
+                conversation_id, ts, user_id, user_name, text, images, notes, documents
+            )
             return self._history(conversation_id, ts), self._window_state_sync(conversation_id)
 
         return await self._run(_add_and_load)
@@ -438,6 +468,19 @@ class SqliteStore:
             [conversation_id, up_to_ts],
         ):
             images.setdefault(message_id, []).append(StoredImage(media_type, data, name))
+        documents: dict[int, list[StoredDocument]] = {}
+        for message_id, *fields in db.execute(
+            "SELECT d.message_id, d.kind, d.media_type, d.data, d.name, d.size, d.pages,"
+            " d.text_chars FROM documents d JOIN messages m ON m.id = d.message_id"
+            " WHERE m.conversation_id=? AND m.sort_ts<=? ORDER BY d.message_id, d.position",
+            [conversation_id, up_to_ts],
+        ):
+            kind, media_type, data, name, size, pages, text_chars = fields
+            documents.setdefault(message_id, []).append(
+                StoredDocument(
+                    kind, media_type, data, name or "", size or 0, pages, text_chars or 0
+                )
+            )
         return [
             Turn(
                 id=row[0],
@@ -451,6 +494,7 @@ class SqliteStore:
                 answers_ts=row[9] if row[1] == "assistant" else None,
                 tokens=row[8],
                 images=tuple(images.get(row[0], ())),
+                documents=tuple(documents.get(row[0], ())),
             )
             for row in rows
         ]

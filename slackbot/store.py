@@ -19,6 +19,22 @@ class StoredImage:
     name: str = ""
 
 
+@dataclass(frozen=True)
+class StoredDocument:
+    """A document already checked (and converted): re-sent on every later mention, never
+    downloaded again. `data` is a PDF's base64 or the text itself; `size` the file's bytes as
+    shared, `pages` a PDF's pages, `text_chars` the characters of text Claude reads (a PDF's
+    estimated): what the context window's estimates need."""
+
+    kind: str  # "pdf" | "text"
+    media_type: str
+    data: str
+    name: str = ""
+    size: int = 0
+    pages: int | None = None
+    text_chars: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class Turn:
     """One stored message of a conversation, in the form history rebuilding needs."""
@@ -32,6 +48,8 @@ class Turn:
     images: tuple[StoredImage, ...] = ()
     notes: tuple[str, ...] = ()
     status: str = "done"
+    #: Documents (PDFs, texts) the person shared with this message; rendered before images.
+    documents: tuple[StoredDocument, ...] = ()
     #: For a reply: the ts of the message it answers.
     answers_ts: str | None = None
     #: Estimated input tokens of the rendered turn (None until the history module estimates it).
@@ -144,6 +162,7 @@ class Store(Protocol):
         text: str,
         images: Sequence[StoredImage] = (),
         notes: Sequence[str] = (),
+        documents: Sequence[StoredDocument] = (),
     ) -> bool: ...
 
     async def add_turn_and_load(
@@ -156,6 +175,7 @@ class Store(Protocol):
         text: str,
         images: Sequence[StoredImage] = (),
         notes: Sequence[str] = (),
+        documents: Sequence[StoredDocument] = (),
     ) -> tuple[list[Turn], WindowState]: ...
 
     async def history(self, conversation_id: int, up_to_ts: str) -> list[Turn]: ...

@@ -1,7 +1,10 @@
-"""A person's Slack message → what the store keeps of it (plain text, speaker, images, notes).
+"""A person's Slack message → what the store keeps of it (plain text, speaker, images, documents,
+notes).
 
 Used for the message that mentions the bot and for the thread messages that sync brings in, so
-both read the same to Claude.
+both read the same to Claude. Messages shared into it become part of its text, labelled with
+their author (`shared_messages.py`); its files become images, documents and notes
+(`attachments.py`).
 """
 
 from __future__ import annotations
@@ -10,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from slackbot import slack_text
-from slackbot.attachments import Attachments, FileNote
-from slackbot.images import ImageBlock
+from slackbot.attachments import Attachments, FileContents, FileNote
 from slackbot.people import People
-from slackbot.store import Store, StoredImage
+from slackbot.shared_messages import render, shared_messages
+from slackbot.store import Store, StoredDocument, StoredImage
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,7 @@ class UserTurn:
     text: str
     images: tuple[StoredImage, ...]
     notes: tuple[FileNote, ...]
+    documents: tuple[StoredDocument, ...] = ()
 
     @property
     def note_texts(self) -> list[str]:
@@ -38,6 +42,7 @@ class UserTurn:
             "text": self.text,
             "images": self.images,
             "notes": self.note_texts,
+            "documents": self.documents,
         }
 
 
@@ -50,19 +55,30 @@ async def read_message(
 ) -> UserTurn:
     raw = message.get("text") or ""
     user_id = message.get("user")
-    mentioned = [u for u in slack_text.mentioned_user_ids(raw) if u != bot_user_id]
-    names = await people.names([*mentioned, *([user_id] if user_id else [])])
-    images: list[ImageBlock] = []
-    notes: list[FileNote] = []
+    shared = shared_messages(message)
+    markup = [raw, *(s.markup for s in shared)]
+    mentioned = [
+        u for text in markup for u in slack_text.mentioned_user_ids(text) if u != bot_user_id
+    ]
+    names = await people.names(list(dict.fromkeys([*mentioned, *([user_id] if user_id else [])])))
+    contents = FileContents()
     if message.get("files"):
-        images, notes = await attachments.read_all(message["files"])
+        contents = await attachments.read_all(message["files"])
+    text = slack_text.to_plain_text(raw, names=names, bot_user_id=bot_user_id)
+    quoted = [
+        render(s, slack_text.to_plain_text(s.markup, names=names, bot_user_id=None)) for s in shared
+    ]
     return UserTurn(
         ts=str(message["ts"]),
         user_id=user_id,
         user_name=names.get(user_id, user_id) if user_id else "Someone",
-        text=slack_text.to_plain_text(raw, names=names, bot_user_id=bot_user_id),
-        images=tuple(StoredImage(i.media_type, i.data, i.name) for i in images),
-        notes=tuple(notes),
+        text="\n\n".join(part for part in [text.strip(), *quoted] if part) if quoted else text,
+        images=tuple(StoredImage(i.media_type, i.data, i.name) for i in contents.images),
+        notes=tuple(contents.notes),
+        documents=tuple(
+            StoredDocument(d.kind, d.media_type, d.data, d.name, d.size, d.pages, d.text_chars)
+            for d in contents.documents
+        ),
     )
 
 

@@ -67,10 +67,10 @@ async def main() -> dict[str, Any]:
         peak = memory()["VmHWM"]
         summary = {
             label: {
-                "images": [image.name for image in images],
-                "notes": [[note.name, note.text] for note in notes],
+                "images": [image.name for image in contents.images],
+                "notes": [[note.name, note.text] for note in contents.notes],
             }
-            for label, (images, notes) in zip("AB", results, strict=True)
+            for label, contents in zip("AB", results, strict=True)
         }
         del results
         gc.collect()

@@ -19,8 +19,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from fakes.slack import FakeSlack
 from slackbot.attachments import Attachments, FileNote, kind_of
+from slackbot.converter_process import ConverterProcesses
+from slackbot.documents import DocumentBlock
 from slackbot.images import ImageBlock
+from slackbot.model_lookup import ModelLimits
 from slackbot.slack_files import files_info_from
+from tests import documents
 from tests.images import decode, encode, gradient
 
 TOKEN = "xoxb-test-token"
@@ -36,14 +40,17 @@ def attachments(session: aiohttp.ClientSession, slack: FakeSlack) -> Attachments
     return reader(session, slack)
 
 
-def as_image(result: ImageBlock | FileNote) -> ImageBlock:
+def as_image(result: ImageBlock | DocumentBlock | FileNote) -> ImageBlock:
     assert isinstance(result, ImageBlock), result
     return result
 
 
-def as_note(result: ImageBlock | FileNote) -> FileNote:
+def as_note(result: ImageBlock | DocumentBlock | FileNote) -> FileNote:
     assert isinstance(result, FileNote), result
     return result
+
+
+DOCX_MIMETYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 
 @pytest.mark.parametrize(
@@ -51,12 +58,35 @@ def as_note(result: ImageBlock | FileNote) -> FileNote:
     [
         ({"mimetype": "image/png", "filetype": "pdf", "name": "a.pdf"}, "image"),
         ({"mimetype": "IMAGE/JPEG"}, "image"),
-        ({"mimetype": "application/pdf", "filetype": "png"}, None),
+        ({"mimetype": "application/pdf", "filetype": "png"}, "pdf"),
         ({"filetype": "webp", "name": "a.pdf"}, "image"),
-        ({"filetype": "pdf", "name": "a.png"}, None),
+        ({"filetype": "pdf", "name": "a.png"}, "pdf"),
         ({"name": "Photo.JPG"}, "image"),
-        ({"name": "notes.txt"}, None),
-        ({}, None),
+        ({"name": "notes.txt"}, "text"),
+        ({"mimetype": "text/csv; charset=utf-8", "filetype": "csv"}, "text"),
+        ({"mimetype": "application/json"}, "text"),
+        ({"mimetype": "application/vnd.api+json"}, "text"),
+        ({"mimetype": "text/x-python", "filetype": "python"}, "text"),
+        ({"mimetype": "application/octet-stream", "filetype": "yaml"}, "text"),
+        ({"mimetype": "application/octet-stream", "filetype": "binary", "name": "x.log"}, "text"),
+        ({"mimetype": DOCX_MIMETYPE, "filetype": "docx"}, "office"),
+        ({"filetype": "xlsx"}, "office"),
+        ({"name": "deck.PPTX"}, "office"),
+        # a snippet is text whatever Slack calls its language
+        ({"mode": "snippet", "mimetype": "application/x-brainfuck", "filetype": "bf"}, "text"),
+        # Slack doesn't say: the bytes will
+        (
+            {"mimetype": "application/octet-stream", "filetype": "binary", "name": "README"},
+            "unknown",
+        ),
+        ({"filetype": "binary", "name": "data.dat"}, "unknown"),
+        ({}, "unknown"),
+        # a kind the bot doesn't read: not even downloaded
+        ({"mimetype": "video/mp4", "filetype": "mp4"}, None),
+        ({"mimetype": "application/zip", "filetype": "zip"}, None),
+        ({"mimetype": "image/heic"}, None),
+        ({"filetype": "mp4", "name": "clip.txt"}, None),
+        ({"mimetype": "application/octet-stream", "filetype": "binary", "name": "a.zip"}, None),
     ],
 )
 def test_kind_of_follows_mimetype_then_filetype_then_extension(
@@ -110,15 +140,19 @@ async def test_sign_in_page_becomes_a_note_about_the_scope(
 async def test_unsupported_file_becomes_a_note_without_a_download(
     attachments: Attachments, slack: FakeSlack
 ) -> None:
-    file = slack.add_file(name="report.pdf", mimetype="application/pdf", content=b"%PDF-1") | {
-        "pretty_type": "PDF"
+    file = slack.add_file(name="talk.mp4", mimetype="video/mp4", content=b"\0" * 64) | {
+        "pretty_type": "MPEG 4 Video"
     }
 
     note = as_note(await attachments.read(file))
 
     assert note == FileNote(
-        name="report.pdf",
-        text="I can't read report.pdf (PDF) yet — I can only see PNG, JPEG, GIF and WebP images.",
+        name="talk.mp4",
+        text=(
+            "I can't read talk.mp4 (MPEG 4 Video) yet — I can only see images (PNG, JPEG, GIF, "
+            "WebP), PDFs, text files (text, Markdown, CSV, JSON, logs, code…) and Word, Excel and "
+            "PowerPoint documents."
+        ),
     )
     assert slack.downloads == []
 
@@ -132,17 +166,20 @@ async def test_read_all_keeps_order(attachments: Attachments, slack: FakeSlack) 
         slack.add_file(
             name="two.jpg", mimetype="image/jpeg", content=encode(gradient(4000, 3000), "JPEG")
         ),
+        slack.add_file(name="talk.mp4", mimetype="video/mp4", content=b"\0" * 64),
         slack.add_file(
             name="three.webp", mimetype="image/webp", content=encode(gradient(10, 10), "WEBP")
         ),
         slack.add_file(name="report.pdf", mimetype="application/pdf", content=b"%PDF-1"),
+        slack.add_file(name="data.csv", mimetype="text/csv", content=b"a,b\n1,2\n"),
     ]
 
-    images, notes = await attachments.read_all(files)
+    contents = await attachments.read_all(files)
 
-    assert [image.name for image in images] == ["one.png", "two.jpg", "three.webp"]
-    assert [note.name for note in notes] == ["notes.txt", "report.pdf"]
-    assert all(isinstance(decode(image.data), Image.Image) for image in images)
+    assert [image.name for image in contents.images] == ["one.png", "two.jpg", "three.webp"]
+    assert [document.name for document in contents.documents] == ["notes.txt", "data.csv"]
+    assert [note.name for note in contents.notes] == ["talk.mp4", "report.pdf"]
+    assert all(isinstance(decode(image.data), Image.Image) for image in contents.images)
 
 
 async def test_token_never_logged(
@@ -179,10 +216,10 @@ async def test_message_budget_goes_to_files_in_attachment_order(
     files[0] = {"id": files[0]["id"], "file_access": "check_file_info"}
     slack.delay("files.info", 0.3)
 
-    images, notes = await attachments.read_all(files)
+    contents = await attachments.read_all(files)
 
-    assert [image.name for image in images] == ["a.png", "b.png"]
-    assert [note.text for note in notes] == [
+    assert [image.name for image in contents.images] == ["a.png", "b.png"]
+    assert [note.text for note in contents.notes] == [
         f"I didn't open {name}: this message's images add up to more than the 0.025 megapixels I "
         "open per message."
         for name in ("c.png", "d.png")
@@ -203,10 +240,10 @@ async def test_a_file_that_fails_early_does_not_hold_up_the_budget(
         slack.add_file(name="late.png", mimetype="image/png", content=body),
     ]
 
-    images, notes = await attachments.read_all(files)
+    contents = await attachments.read_all(files)
 
-    assert [image.name for image in images] == ["fine.png"]
-    assert [note.name for note in notes] == ["gone.png", "doc.pdf", "broken.png", "late.png"]
+    assert [image.name for image in contents.images] == ["fine.png"]
+    assert [n.name for n in contents.notes] == ["gone.png", "doc.pdf", "broken.png", "late.png"]
 
 
 async def test_against_the_shared_fake_slack(session: aiohttp.ClientSession) -> None:
@@ -228,13 +265,14 @@ async def test_against_the_shared_fake_slack(session: aiohttp.ClientSession) -> 
         )
         event_file = {"id": shared["id"], "mode": "file_access", "file_access": "check_file_info"}
 
-        images, notes = await attachments.read_all([event_file, elsewhere])
+        contents = await attachments.read_all([event_file, elsewhere])
 
-        assert [(image.name, base64.b64decode(image.data)) for image in images] == [
+        assert [(image.name, base64.b64decode(image.data)) for image in contents.images] == [
             ("shared.png", body)
         ]
-        assert [note.name for note in notes] == ["elsewhere.png"]
-        assert "files:read" in notes[0].text  # localhost got no token: Slack's sign-in page
+        assert [note.name for note in contents.notes] == ["elsewhere.png"]
+        # localhost got no token: Slack's sign-in page
+        assert "files:read" in contents.notes[0].text
         assert [call.method for call in fake.calls] == ["files.info"]
         assert [download.auth_header_value for download in fake.downloads] == [
             f"Bearer {TOKEN}",
@@ -277,3 +315,171 @@ def test_decompression_amplification_is_bounded_per_message_and_process() -> Non
     # by ~700 MB at the peak and kept ~600 MB; one decode at a time is ~270 MB, given back after.
     assert result["peak"] - result["rss_before"] < 400, result
     assert result["rss_after"] - result["rss_before"] < 100, result
+
+
+# -- documents ----------------------------------------------------------------------------------
+
+
+async def test_each_document_kind_is_downloaded_and_converted(
+    attachments: Attachments, slack: FakeSlack
+) -> None:
+    report = documents.pdf(2)
+    files = [
+        slack.add_file(name="report.pdf", mimetype="application/pdf", content=report),
+        slack.add_file(name="plan.docx", mimetype=documents.DOCX, content=documents.word()),
+        slack.add_file(name="sales.xlsx", mimetype=documents.XLSX, content=documents.spreadsheet()),
+        slack.add_file(name="deck.pptx", mimetype=documents.PPTX, content=documents.slides()),
+        slack.add_file(name="data.csv", mimetype="text/csv", content=b"a,b\n1,2\n"),
+    ]
+
+    contents = await attachments.read_all(files)
+
+    assert contents.notes == [] and contents.images == []
+    pdf, word, sheet, deck, csv = contents.documents
+    assert (pdf.kind, pdf.media_type, pdf.pages, base64.b64decode(pdf.data)) == (
+        "pdf",
+        "application/pdf",
+        2,
+        report,
+    )
+    assert word.data.startswith("# Quarterly report\n") and word.kind == "text"
+    assert "| EU | 42 | 2026-01-02 |" in sheet.data
+    assert deck.data.startswith("## Slide 1: Roadmap")
+    assert csv.data == "a,b\n1,2\n"
+    assert [d.name for d in contents.documents] == [f["name"] for f in files]
+    assert all(d.auth_header_value == f"Bearer {TOKEN}" for d in slack.downloads)
+
+
+async def test_bad_documents_get_notes_naming_them_and_good_ones_are_kept(
+    attachments: Attachments, slack: FakeSlack
+) -> None:
+    log = b"".join(b"%06d a line of the log\n" % i for i in range(40_000))
+    files = [
+        slack.add_file(
+            name="secret.pdf", mimetype="application/pdf", content=documents.encrypted_pdf()
+        ),
+        slack.add_file(name="long.pdf", mimetype="application/pdf", content=documents.pdf(101)),
+        slack.add_file(
+            name="broken.docx", mimetype=documents.DOCX, content=documents.corrupt_zip()
+        ),
+        slack.add_file(
+            name="bomb.docx", mimetype=documents.DOCX, content=documents.zip_bomb_docx()
+        ),
+        slack.add_file(
+            name="tool.txt", mimetype="text/plain", content=b"\x7fELF\x02\x01" + bytes(64)
+        ),
+        slack.add_file(name="server.log", mimetype="text/plain", content=log),
+        slack.add_file(name="fine.csv", mimetype="text/csv", content=b"x,y\n"),
+    ]
+
+    contents = await attachments.read_all(files)
+
+    assert [d.name for d in contents.documents] == ["server.log", "fine.csv"]
+    assert [note.text for note in contents.notes] == [
+        "I can't read secret.pdf: it is encrypted (password-protected).",
+        "I can't read long.pdf: it has 101 pages, and Claude reads at most 100 pages of PDF per "
+        "request here.",
+        "I couldn't read broken.docx: it isn't a valid Word, Excel or PowerPoint file.",
+        "I didn't open bomb.docx: it unpacks to more than the 50 MB I allow.",
+        "I couldn't read tool.txt: it doesn't look like text (it holds binary data).",
+        "server.log is 977 KB: I read the first 512 KB.",
+    ]
+
+
+async def test_pdf_limits_follow_the_model(attachments: Attachments, slack: FakeSlack) -> None:
+    long = slack.add_file(name="long.pdf", mimetype="application/pdf", content=documents.pdf(150))
+
+    attachments.use_model(ModelLimits(model="big", max_input_tokens=1_000_000))
+    block = await attachments.read(long)
+    assert isinstance(block, DocumentBlock) and block.pages == 150
+
+    attachments.use_model(ModelLimits(model="old", pdf_input=False))
+    downloads = len(slack.downloads)
+    assert as_note(await attachments.read(long)).text == (
+        "I can't read long.pdf: the Claude model I use doesn't read PDFs."
+    )
+    assert len(slack.downloads) == downloads  # not even downloaded
+
+
+async def test_a_file_slack_calls_binary_is_sniffed(
+    attachments: Attachments, slack: FakeSlack
+) -> None:
+    def binary(name: str, content: bytes) -> dict[str, Any]:
+        return slack.add_file(
+            name=name, mimetype="application/octet-stream", filetype="binary", content=content
+        )
+
+    files = [
+        binary("Makefile", b"all:\n\tpython -m build\n"),
+        binary("scan", documents.pdf(1)),
+        binary("export", documents.spreadsheet()),
+        binary("picture", encode(gradient(10, 10), "PNG")),
+        binary("blob.dat", bytes(range(256)) * 4),
+    ]
+
+    contents = await attachments.read_all(files)
+
+    assert [(d.name, d.kind) for d in contents.documents] == [
+        ("Makefile", "text"),
+        ("scan", "pdf"),
+        ("export", "text"),
+    ]
+    assert [image.name for image in contents.images] == ["picture"]
+    assert [note.name for note in contents.notes] == ["blob.dat"]
+    assert "I can't read blob.dat (BINARY)" in contents.notes[0].text
+
+
+async def test_snippet_is_downloaded_or_read_from_its_preview(
+    attachments: Attachments, slack: FakeSlack
+) -> None:
+    code = b"def hello():\n    return 'hi'\n" * 3
+    snippet = slack.add_file(
+        name="hello.py", mimetype="text/plain", filetype="python", content=code
+    ) | {"mode": "snippet", "preview": "def hello():"}
+    linkless = {
+        "id": "F0SNIPPET1",
+        "name": "query.sql",
+        "mode": "snippet",
+        "filetype": "sql",
+        "preview": "SELECT *\nFROM orders",
+        "lines_more": 12,
+    }
+
+    contents = await attachments.read_all([snippet, linkless])
+
+    assert [d.data for d in contents.documents] == [code.decode(), "SELECT *\nFROM orders"]
+    assert [note.text for note in contents.notes] == [
+        "I could only read the start of query.sql (the preview Slack sent)."
+    ]
+    assert len(slack.downloads) == 1
+
+
+async def test_conversions_do_not_hold_up_the_image_budget(
+    session: aiohttp.ClientSession, slack: FakeSlack
+) -> None:
+    """A slow conversion before an image doesn't delay the image's decode."""
+    attachments = reader(session, slack, converters=ConverterProcesses(timeout=5))
+    files = [
+        slack.add_file(name="deck.pptx", mimetype=documents.PPTX, content=documents.slides()),
+        slack.add_file(name="a.png", mimetype="image/png", content=encode(gradient(10, 10), "PNG")),
+    ]
+    contents = await attachments.read_all(files)
+    assert [image.name for image in contents.images] == ["a.png"]
+    assert [d.name for d in contents.documents] == ["deck.pptx"]
+
+
+async def test_a_log_bigger_than_the_download_cap_is_read_from_its_start(
+    session: aiohttp.ClientSession, slack: FakeSlack
+) -> None:
+    attachments = reader(session, slack, max_bytes=4 * 1024 * 1024, max_text_bytes=256 * 1024)
+    line = b"2026-11-02T10:00:00 INFO request served\n"
+    log = slack.add_file(
+        name="huge.log", mimetype="text/plain", content=line * (25 * 1024 * 1024 // len(line))
+    )
+
+    contents = await attachments.read_all([log])
+
+    [document] = contents.documents
+    assert [note.text for note in contents.notes] == ["huge.log is 25 MB: I read the first 256 KB."]
+    assert len(document.data.encode()) <= 256 * 1024 and document.data.endswith("served\n")
+    assert log["id"] not in slack.sent_in_full

@@ -11,11 +11,14 @@ from PIL import Image
 from fakes.claude import FakeClaude, Script
 from fakes.harness import CHANNEL, conversation
 from fakes.slack import FakeSlack
+from slackbot.claude import Claude
 from slackbot.context_window import (
     IMAGE_TOKENS_MAX,
+    PDF_PAGE_TOKENS,
     TRIM_TO,
     Trim,
     Window,
+    document_tokens,
     estimate_turn_tokens,
     fit,
     image_tokens,
@@ -23,7 +26,8 @@ from slackbot.context_window import (
 )
 from slackbot.history import OMITTED_MARKER, build_messages
 from slackbot.messages import CONTEXT_TRIMMED, MAX_TOKENS_NOTE
-from slackbot.store import StoredImage, Turn
+from slackbot.model_lookup import ModelLimits
+from slackbot.store import StoredDocument, StoredImage, Turn
 from tests.started import DEFAULT_MODEL, sonnet_5, started
 
 
@@ -33,11 +37,26 @@ def png(width: int, height: int) -> StoredImage:
     return StoredImage("image/png", base64.b64encode(buffer.getvalue()).decode(), "x.png")
 
 
-def user(n: int, text: str = "", *, images: tuple[StoredImage, ...] = (), tokens=100) -> Turn:
+def user(
+    n: int,
+    text: str = "",
+    *,
+    images: tuple[StoredImage, ...] = (),
+    documents: tuple[StoredDocument, ...] = (),
+    tokens=100,
+) -> Turn:
     return Turn(
         id=n, role="user", ts=str(n), text=text or f"q{n}", user_name="Alice", images=images,
-        tokens=tokens,
+        documents=documents, tokens=tokens,
     )  # fmt: skip
+
+
+def text_doc(name: str, chars: int) -> StoredDocument:
+    return StoredDocument("text", "text/plain", "x" * chars, name, chars, None, chars)
+
+
+def pdf_doc(name: str, pages: int, size: int = 1000) -> StoredDocument:
+    return StoredDocument("pdf", "application/pdf", "A" * size, name, size, pages, 0)
 
 
 def bot(n: int, tokens: int = 100) -> Turn:
@@ -72,6 +91,22 @@ def test_turn_estimate_covers_name_text_and_images() -> None:
         id=1, role="user", ts="1", text="x" * 350, user_name="Alice", images=(png(300, 250),)
     )
     assert estimate_turn_tokens(with_image) == estimate_turn_tokens(turn) + 8 + 100
+
+
+def test_document_estimates() -> None:
+    assert document_tokens(text_doc("a.txt", 3500)) == 8 + 1002  # (3500 + 5) / 3.5
+    pdf = StoredDocument("pdf", "application/pdf", "A" * 4000, "r.pdf", 3000, 4, 7000)
+    assert document_tokens(pdf) == 8 + 2002 + 4 * PDF_PAGE_TOKENS
+    turn = Turn(id=1, role="user", ts="1", text="x" * 350, user_name="Alice")
+    with_docs = Turn(id=1, role="user", ts="1", text="x" * 350, user_name="Alice", documents=(pdf,))
+    assert estimate_turn_tokens(with_docs) == estimate_turn_tokens(turn) + document_tokens(pdf)
+
+
+def test_page_limit_of_a_request_follows_the_model() -> None:
+    claude = Claude(client=None, model=DEFAULT_MODEL, max_tokens=1000, system="s")  # type: ignore[arg-type]
+    small = window_for(claude, ModelLimits(model="m", max_input_tokens=200_000), None)
+    large = window_for(claude, ModelLimits(model="m", max_input_tokens=1_000_000), None)
+    assert (small.max_pages, large.max_pages) == (100, 600)
 
 
 # -- fitting ----------------------------------------------------------------------------------
@@ -157,6 +192,61 @@ def test_a_message_with_more_images_than_a_request_takes_keeps_the_newest() -> N
     assert [image.name for image in turn.images] == [f"p{n}.png" for n in range(20, 120)]
     assert "20 image(s) shared here were omitted" in " ".join(turn.notes)
     assert turn.text == "look at all of these"  # the text was not what had to go
+
+
+def test_old_documents_go_before_old_text_with_a_note() -> None:
+    turns = [
+        user(1, documents=(text_doc("a.log", 7000),), tokens=2000),
+        bot(2),
+        user(3, images=(png(20, 20),), documents=(text_doc("b.csv", 7000),), tokens=2100),
+        bot(4),
+        user(5, documents=(text_doc("c.md", 7000),), tokens=2000),
+    ]
+    fitted = fit(turns, Window(tokens=4000))
+    assert texts(fitted.turns) == ["q1", "a2", "q3", "a4", "q5"]  # no text dropped
+    assert [len(t.documents) for t in fitted.turns] == [0, 0, 0, 0, 1]
+    assert [t.documents[0].name for t in fitted.turns if t.documents] == ["c.md"]
+    assert fitted.turns[0].notes == (
+        "1 file(s) shared here were omitted to fit the context window",
+    )
+    assert fitted.turns[2].notes == (
+        "1 image(s) shared here were omitted to fit the context window",
+        "1 file(s) shared here were omitted to fit the context window",
+    )
+    assert fitted.trim == Trim(kept_from_id=None, images_from_id=4)  # the one cut, for both
+    rendered = build_messages(fitted.turns)
+    assert [[b["type"] for b in m["content"]] for m in rendered] == [
+        ["text"],
+        ["text"],
+        ["text"],
+        ["text"],
+        ["document", "text"],
+    ]
+
+
+def test_pdf_pages_of_a_request_are_limited() -> None:
+    turns = [user(i, documents=(pdf_doc(f"p{i}.pdf", 40),), tokens=100) for i in range(1, 6)]
+    fitted = fit(turns, Window(tokens=1_000_000, max_pages=100))
+    assert fitted.pages <= 100
+    assert [t.documents[0].name for t in fitted.turns if t.documents] == ["p5.pdf"]
+    assert fitted.pages == 40 == sum(d.pages or 0 for t in fitted.turns for d in t.documents)
+
+
+def test_a_message_whose_documents_exceed_the_request_keeps_the_newest_that_fit() -> None:
+    big = tuple(text_doc(f"part{n}.txt", 12 * 1024 * 1024) for n in range(3))  # 36 MB
+    [turn] = fit(
+        [user(1, "read all three", documents=big, tokens=None)], Window(tokens=10**8)
+    ).turns
+    assert [d.name for d in turn.documents] == ["part1.txt", "part2.txt"]
+    assert turn.notes == ("1 file(s) shared here were omitted to fit the context window",)
+    assert turn.text == "read all three"
+    long = tuple(pdf_doc(f"book{n}.pdf", 60) for n in range(3))
+    [turn] = fit([user(1, documents=long, tokens=None)], Window(tokens=10**8, max_pages=100)).turns
+    assert [d.name for d in turn.documents] == ["book2.pdf"]
+    # and by tokens: a 200k-token window takes one of three ~150k-token texts
+    texts_ = tuple(text_doc(f"t{n}.txt", 500_000) for n in range(3))
+    [turn] = fit([user(1, "sum up", documents=texts_, tokens=None)], Window(tokens=200_000)).turns
+    assert [d.name for d in turn.documents] == ["t2.txt"] and turn.text == "sum up"
 
 
 def test_a_single_message_bigger_than_the_window_is_shortened() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from slackbot.history import build_messages
-from slackbot.store import StoredImage, Turn
+from slackbot.store import StoredDocument, StoredImage, Turn
 
 
 def user(n: int, text: str, name: str = "Alice", **kw) -> Turn:
@@ -59,3 +59,34 @@ def test_each_request_starts_with_the_bytes_of_the_previous_one() -> None:
         flat_earlier = [(m["role"], b) for m in earlier for b in m["content"]]
         flat_later = [(m["role"], b) for m in later for b in m["content"]]
         assert json.dumps(flat_later[: len(flat_earlier)]) == json.dumps(flat_earlier)
+
+
+def test_documents_come_before_images_before_the_text() -> None:
+    pdf = StoredDocument("pdf", "application/pdf", "JVBERi0=", "report.pdf", pages=2)
+    csv = StoredDocument("text", "text/plain", "a,b\n", "data.csv")
+    turn = user(
+        1,
+        "compare these",
+        images=(StoredImage("image/png", "QUJD", "a.png"),),
+        documents=(pdf, csv),
+    )
+    content = build_messages([turn])[0]["content"]
+    assert content == [
+        {
+            "type": "document",
+            "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="},
+            "title": "report.pdf",
+            "citations": {"enabled": True},
+        },
+        {
+            "type": "document",
+            "source": {"type": "text", "media_type": "text/plain", "data": "a,b\n"},
+            "title": "data.csv",
+            "citations": {"enabled": True},
+        },
+        {
+            "type": "image",
+            "source": {"type": "base64", "media_type": "image/png", "data": "QUJD"},
+        },
+        {"type": "text", "text": "Alice: compare these"},
+    ]

@@ -179,7 +179,7 @@ def test_repr_does_not_show_the_token(files: SlackFiles) -> None:
 async def test_authorised_download_returns_the_bytes(files: SlackFiles, slack: FakeSlack) -> None:
     file = slack.add_file(name="a.png", mimetype="image/png", content=PNG)
 
-    assert await fetch(files, file) == Downloaded(data=PNG, content_type="image/png")
+    assert await fetch(files, file) == Downloaded(data=PNG, content_type="image/png", size=len(PNG))
     assert [(d.path, d.auth_header_value) for d in slack.downloads] == [
         (f"/files-pri/T1-{file['id']}/download/a.png", f"Bearer {TOKEN}")
     ]
@@ -322,6 +322,48 @@ async def test_oversize_body_is_not_read_to_the_end(
     assert refused.text == f"big.png is too big for me ({expected}I read files up to 1 MB)."
     assert file["id"] not in slack.sent_in_full
     assert slack.bytes_sent[file["id"]] < HUGE // 4
+
+
+@pytest.mark.parametrize(
+    ("chunked", "slack_says", "size"),
+    [(False, False, HUGE), (True, True, HUGE), (True, False, None)],
+    ids=["content-length", "slack's size", "unknown"],
+)
+async def test_a_file_read_from_its_start_stops_there(
+    session: aiohttp.ClientSession,
+    slack: FakeSlack,
+    chunked: bool,
+    slack_says: bool,
+    size: int | None,
+) -> None:
+    """A text is read from its start: a file over the cap is not refused, and only the bytes
+    wanted are transferred, whatever the server announces."""
+    files = downloader(session, slack, max_bytes=1024 * 1024)
+    log = b"2026-11-02 INFO started\n" * 100
+    file = slack.add_file(
+        name="huge.log", mimetype="text/plain", content=log, padded_to=HUGE, chunked=chunked
+    )
+    if slack_says:
+        file["size"] = HUGE  # the fake counts only `content`
+    else:
+        del file["size"]
+
+    downloaded = await files.download(await files.resolve(file), first=64 * 1024)
+
+    assert downloaded.data == (log + bytes(64 * 1024))[: 64 * 1024]
+    assert (downloaded.size, downloaded.complete) == (size, False)
+    assert file["id"] not in slack.sent_in_full
+    assert slack.bytes_sent[file["id"]] < HUGE // 4
+    # the start of a file is still at most the cap, and a small file is read whole
+    capped = await files.download(file, first=HUGE)
+    assert len(capped.data) == 1024 * 1024 and not capped.complete
+    small = slack.add_file(name="small.log", mimetype="text/plain", content=log)
+    whole = await files.download(small, first=64 * 1024)
+    assert (whole.data, whole.size, whole.complete) == (log, len(log), True)
+    # and the sign-in page is still no file
+    refused = downloader(session, slack, bot_token="xoxb-other")
+    with pytest.raises(FileRefused, match="files:read"):
+        await refused.download(small, first=64 * 1024)
 
 
 # --- Files that need files.info, and files that are gone

@@ -12,7 +12,7 @@ import sqlite_utils
 
 from slackbot.migrations import migrations
 from slackbot.sqlite_store import SqliteStore
-from slackbot.store import StoredImage
+from slackbot.store import StoredDocument, StoredImage
 
 
 def ts(n: int) -> str:
@@ -30,6 +30,7 @@ def test_schema_after_migrations() -> None:
         "seen_messages",
         "dm_sessions",
         "usage",
+        "documents",
     }
     assert db["conversations"].columns_dict == {
         "id": int,
@@ -54,6 +55,18 @@ def test_schema_after_migrations() -> None:
         "reply_ts",
         "tokens",
     } <= set(db["messages"].columns_dict)
+    assert db["documents"].columns_dict == {
+        "id": int,
+        "message_id": int,
+        "position": int,
+        "name": str,
+        "kind": str,
+        "media_type": str,
+        "data": str,
+        "size": int,
+        "pages": int,
+        "text_chars": int,
+    }
     assert migrations.pending(db) == []
 
 
@@ -222,3 +235,56 @@ async def test_concurrent_calls_share_a_transaction_and_a_failure_stays_its_own(
     assert len(await reopened.history(c, ts(99))) == 50
     assert await reopened.claim_event("bad", "C9", ts(1))  # the failed call left nothing behind
     await reopened.close()
+
+
+PDF = StoredDocument("pdf", "application/pdf", "JVBERi0=", "report.pdf", 5, 3, 120)
+NOTES = StoredDocument("text", "text/plain", "a,b\n1,2\n", "data.csv", 8, None, 8)
+
+
+async def test_documents_are_stored_once_and_loaded_with_their_turn(tmp_path) -> None:
+    store = await SqliteStore.open(str(tmp_path / "x.db"))
+    c = await store.thread_conversation("T1", "C1", ts(1))
+    image = StoredImage("image/png", "AAAA", "a.png")
+    assert await store.add_user_turn(
+        c, ts=ts(1), user_id="U1", user_name="Alice", text="q1", documents=[PDF, NOTES]
+    )
+    # the same message again (a redelivery, a thread sync): nothing stored twice
+    assert not await store.add_user_turn(
+        c, ts=ts(1), user_id="U1", user_name="Alice", text="q1", documents=[PDF]
+    )
+    turns, _ = await store.add_turn_and_load(
+        c, ts=ts(2), user_id="U2", user_name="Bob", text="q2", images=[image], documents=[NOTES]
+    )
+    assert [(t.text, t.documents, t.images) for t in turns] == [
+        ("q1", (PDF, NOTES), ()),
+        ("q2", (NOTES,), (image,)),
+    ]
+    await store.close()
+    reopened = await SqliteStore.open(str(tmp_path / "x.db"))
+    assert [t.documents for t in await reopened.history(c, ts(1))] == [(PDF, NOTES)]
+    await reopened.close()
+
+
+async def test_upgrade_adds_documents_to_an_existing_database(tmp_path) -> None:
+    path = str(tmp_path / "old.db")
+    db = sqlite_utils.Database(path)
+    migrations.apply(db, stop_before="m011_create_documents")
+    db.execute(
+        "INSERT INTO conversations (id, team, channel, kind, root_ts)"
+        " VALUES (1, 'T', 'C', 'thread', ?)",
+        [ts(1)],
+    )
+    db.execute(
+        "INSERT INTO messages (conversation_id, role, ts, sort_ts, user_name, text, status)"
+        " VALUES (1, 'user', ?, ?, 'Alice', 'hi', 'done')",
+        [ts(1), ts(1)],
+    )
+    db.conn.commit()
+    db.close()
+
+    store = await SqliteStore.open(path)
+    (turn,) = await store.history(1, ts(1))
+    assert turn.text == "hi" and turn.documents == ()
+    await store.add_user_turn(1, ts=ts(2), user_id="U", user_name="A", text="x", documents=[PDF])
+    assert (await store.history(1, ts(2)))[1].documents == (PDF,)
+    await store.close()
