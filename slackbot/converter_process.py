@@ -123,9 +123,15 @@ def _child_environment() -> dict[str, str]:
 
 
 def _limit(max_memory: int, cpu_seconds: int) -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (max_memory, max_memory))
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    """Caps the child before it reads anything. Linux applies each; a system that refuses one
+    (macOS refuses RLIMIT_AS below its own limit) still has the parent's kill on time."""
+    for limit, soft, hard in (
+        (resource.RLIMIT_AS, max_memory, max_memory),
+        (resource.RLIMIT_CPU, cpu_seconds, cpu_seconds + 1),
+        (resource.RLIMIT_CORE, 0, 0),
+    ):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(limit, (soft, hard))
 
 
 def _call(task: str, data: bytes, params: dict[str, Any]) -> Any:

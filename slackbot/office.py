@@ -317,14 +317,14 @@ def _pptx(data: bytes, out: _Markdown) -> None:
         for shape in _shapes(slide.shapes, out):
             if title_shape is not None and shape.shape_id == title_shape.shape_id:
                 continue
-            if getattr(shape, "has_table", False) and shape.has_table:
+            if getattr(shape, "has_table", False):  # only graphic frames have the attribute
                 out.table(
                     [
                         _trimmed(_cell(cell.text) for cell in list(row.cells)[:MAX_COLUMNS])
                         for row in shape.table.rows
                     ]
                 )
-            elif getattr(shape, "has_text_frame", False) and shape.has_text_frame:
+            elif getattr(shape, "has_text_frame", False):
                 _pptx_text(shape.text_frame, out)
         if slide.has_notes_slide:
             notes = slide.notes_slide.notes_text_frame

@@ -337,22 +337,25 @@ def _detected_encoding(data: bytes) -> str:
 
     charset-normalizer proposes candidates among the encodings people's files are in, best
     first, but it ranks Windows-1252 (what Excel on Windows writes for Western Europe) below
-    the Central European and Baltic code pages that decode the same bytes differently: French
-    comes back as `trčs` for `très`. So its choice is corrected twice: a candidate that puts a
-    symbol inside a word (`Zaż` read as `Za¿`) is a wrong guess and goes last; and when it
-    prefers Windows-1250 or -1257 but Windows-1252 reads the text as cleanly, Windows-1252 it is.
+    the Baltic and Central European code pages that decode the same bytes differently: French
+    comes back as `trčs ŕ côté` for `très à côté`. So Windows-1252 is preferred to the Baltic
+    page whenever it is a candidate (Baltic files are rare), and to the Central European one
+    when that reading shows what only a misread Western text has: `ŕ` and `ĺ` (Slovak letters,
+    and the bytes of `à` and `å`), or `Ł` before a number (the byte of `£`). Czech and Polish
+    keep their page: `č`, `ř`, `ł`, `ż` are their letters.
     """
     import charset_normalizer  # only for files that are not UTF-8: it costs a few MB
 
-    candidates = [
-        (str(match.encoding), str(match))
+    candidates = {
+        str(match.encoding): str(match)
         for match in charset_normalizer.from_bytes(data, cp_isolation=list(_LEGACY_ENCODINGS))
-    ]
+    }
     if not candidates:
         raise Unreadable("no encoding explains these bytes")
-    clean = [c for c in candidates if not _SYMBOL_IN_WORD.search(c[1])] or candidates
-    best = clean[0][0]
-    if best in ("cp1250", "cp1257") and any(encoding == "cp1252" for encoding, _ in clean):
+    best = next(iter(candidates))
+    if "cp1252" in candidates and (
+        best == "cp1257" or (best == "cp1250" and _WESTERN_MISREAD.search(candidates[best]))
+    ):
         return "cp1252"
     return best
 
@@ -376,8 +379,8 @@ _LEGACY_ENCODINGS = (
     "big5",
     "cp949",
 )
-# A character beyond ASCII that is not a letter, between two letters.
-_SYMBOL_IN_WORD = re.compile(r"(?<=[^\W\d_])[^\x00-\x7f\w](?=[^\W\d_])")
+# What Windows-1252 text read as Windows-1250 shows (see `_detected_encoding`).
+_WESTERN_MISREAD = re.compile(r"[ŕĺŔĹ]|Ł(?=\s?\d)")
 
 
 def _control_share(text: str) -> float:

@@ -330,12 +330,13 @@ async def test_each_document_kind_is_downloaded_and_converted(
         slack.add_file(name="sales.xlsx", mimetype=documents.XLSX, content=documents.spreadsheet()),
         slack.add_file(name="deck.pptx", mimetype=documents.PPTX, content=documents.slides()),
         slack.add_file(name="data.csv", mimetype="text/csv", content=b"a,b\n1,2\n"),
+        slack.add_file(name="win.txt", mimetype="text/plain", content="Größe\r\n".encode("utf-16")),
     ]
 
     contents = await attachments.read_all(files)
 
     assert contents.notes == [] and contents.images == []
-    pdf, word, sheet, deck, csv = contents.documents
+    pdf, word, sheet, deck, csv, utf16 = contents.documents
     assert (pdf.kind, pdf.media_type, pdf.pages, base64.b64decode(pdf.data)) == (
         "pdf",
         "application/pdf",
@@ -346,6 +347,7 @@ async def test_each_document_kind_is_downloaded_and_converted(
     assert "| EU | 42 | 2026-01-02 |" in sheet.data
     assert deck.data.startswith("## Slide 1: Roadmap")
     assert csv.data == "a,b\n1,2\n"
+    assert utf16.data == "Größe\n"
     assert [d.name for d in contents.documents] == [f["name"] for f in files]
     assert all(d.auth_header_value == f"Bearer {TOKEN}" for d in slack.downloads)
 

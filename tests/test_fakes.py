@@ -686,6 +686,37 @@ async def test_request_validation(claude: FakeClaude, client: anthropic.AsyncAnt
         )
 
 
+async def test_document_validation(claude: FakeClaude, client: anthropic.AsyncAnthropic) -> None:
+    """What the API rejects about documents, so a bad block stored in a thread fails tests."""
+    from slackbot.documents import claude_block
+    from tests.documents import pdf
+
+    def documents(*blocks: dict[str, Any]) -> Any:
+        return [{"role": "user", "content": [*blocks, {"type": "text", "text": "read"}]}]
+
+    good_pdf = claude_block("application/pdf", base64.b64encode(pdf()).decode(), "a.pdf")
+    good_text = claude_block("text/plain", "some text", "a.txt")
+    await client.messages.create(
+        model="claude-sonnet-4-6", max_tokens=10, messages=documents(good_pdf, good_text)
+    )
+    not_a_pdf = claude_block("application/pdf", base64.b64encode(PNG).decode(), "b.pdf")
+    empty = claude_block("text/plain", "", "b.txt")
+    uncited = {k: v for k, v in good_text.items() if k != "citations"}
+    for bad, message in [
+        (not_a_pdf, "not valid"),
+        (empty, "non-empty"),
+        ({**good_pdf, "source": {**good_pdf["source"], "data": "%%%"}}, "base64"),
+    ]:
+        with pytest.raises(anthropic.BadRequestError, match=message):
+            await client.messages.create(
+                model="claude-sonnet-4-6", max_tokens=10, messages=documents(bad)
+            )
+    with pytest.raises(anthropic.BadRequestError, match="all or none"):
+        await client.messages.create(
+            model="claude-sonnet-4-6", max_tokens=10, messages=documents(good_pdf, uncited)
+        )
+
+
 async def test_prompt_cache_accounting(
     claude: FakeClaude, client: anthropic.AsyncAnthropic
 ) -> None:
