@@ -1502,6 +1502,8 @@ def _check_document(block: dict[str, Any], where: str, capabilities: dict[str, A
             )
         if not isinstance(source.get("data"), str):
             raise ApiError(400, f"{where}.document.source.text.data: Field required")
+        if not source["data"]:
+            raise ApiError(400, f"{where}: text documents need non-empty text/plain data")
     elif kind not in ("content", "url", "file"):
         raise ApiError(
             400,
