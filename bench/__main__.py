@@ -352,8 +352,10 @@ class Load:
     async def burst(self, prepared: list[tuple[Sent, bytes, dict[str, str]]]) -> list[Sent]:
         return list(await asyncio.gather(*(self.send(s, b, h) for s, b, h in prepared)))
 
-    async def script(self, marker: str, *, chars: int, ttft: float = TTFT) -> None:
-        body = {"marker": marker, "chars": chars, "ttft": ttft, "tps": TPS}
+    async def script(
+        self, marker: str, *, chars: int, ttft: float = TTFT, searched: bool = False
+    ) -> None:
+        body = {"marker": marker, "chars": chars, "ttft": ttft, "tps": TPS, "searched": searched}
         async with self.session.post(self.h.info["claude_url"] + "/_control/script", json=body):
             pass
 
@@ -643,6 +645,55 @@ async def run_live(h: Harness, load: Load, sizes: Sizes, rows: list[Row], extra:
         await run_tier3(load, sizes, rows, burst_text)
 
 
+def _first_update(reply: Reply, contains: str) -> float | None:
+    """When the reply's first message first showed `contains` (Slack's own clock)."""
+    if not reply.messages:
+        return None
+    first = reply.messages[0]
+    for at, text in zip(first["update_times"], first.get("update_texts", []), strict=False):
+        if contains in text:
+            return float(at)
+    return None
+
+
+async def run_tools(load: Load, sizes: Sizes, rows: list[Row]) -> None:
+    """Replies that think, search the web once, then answer: the progress line and the answer
+    against the model's own clock (its tool call, its first text token)."""
+    text = reply_text(chars_for(sizes.latency_seconds))
+    await load.script("scripttools", chars=len(text), searched=True)
+    prepared = load.prepare(
+        "tools", sizes.latency_replies, team="TTOOLS", marker="scripttools", team_each=True
+    )
+    sent = await load.steady(prepared, 1 / sizes.latency_spacing)
+    replies = await load.wait_complete(sent, text, 30 + sizes.latency_seconds)
+    first_text, progress = [], []
+    for reply in replies:
+        model = reply.model or {}
+        shown = _first_update(reply, text[:CHARS_PER_TOKEN])  # the first token's text
+        if shown is not None and model.get("first_text_at"):
+            first_text.append(shown - model["first_text_at"])
+        line = _first_update(reply, "Searching the web")
+        if line is not None and model.get("tool_call_at"):
+            progress.append(line - model["tool_call_at"])
+    rows.append(
+        Row(
+            f"thinks, searches, answers ({len(replies)}): first text minus first text token",
+            f"p50 {ms(pct(first_text, 50))}  p95 {ms(pct(first_text, 95))}",
+            "p50 <= 30 ms",
+            bool(first_text) and pct(first_text, 50) <= 0.030,
+        )
+    )
+    rows.append(
+        Row(
+            "  progress line visible after the tool call starts",
+            f"p50 {ms(pct(progress, 50))}  max {ms(max(progress, default=float('nan')))}"
+            f"  ({len(progress)}/{len(replies)} shown)",
+            "<= 300 ms",
+            bool(progress) and max(progress) <= 0.300,
+        )
+    )
+
+
 async def run_tier3(load: Load, sizes: Sizes, rows: list[Row], burst_text: str) -> None:
     """50 at once against a fake Slack enforcing Tier 3 on chat.update (50 a minute, then 429)."""
     async with load.session.post(load.h.info["slack_url"] + "/_control/reset"):
@@ -805,6 +856,7 @@ async def main_async(sizes: Sizes) -> int:
                 extra["startup"] = h.startup_seconds
                 load = Load(h, session)
                 await run_live(h, load, sizes, rows, extra)
+                await run_tools(load, sizes, rows)
         finally:
             h.stop()
             if os.environ.get("BENCH_KEEP_LOGS"):

@@ -952,7 +952,8 @@ class FakeClaude(LocalServer):
 
     async def _handle_script(self, request: web.Request) -> web.Response:
         """Set the default script, or with ``marker`` the script for requests whose last user
-        message contains it: {marker?, chars?, text?, ttft?, tps?, chars_per_token?}."""
+        message contains it: {marker?, chars?, text?, ttft?, tps?, chars_per_token?, searched?}.
+        With ``searched`` the reply thinks, searches the web once, then writes the text."""
         body = await request.json()
         text = body.get("text")
         if text is None:
@@ -963,6 +964,13 @@ class FakeClaude(LocalServer):
             tokens_per_second=body.get("tps"),
             chars_per_token=int(body.get("chars_per_token", 4)),
         )
+        if body.get("searched"):
+            script.blocks = [
+                Thinking("The question needs fresh facts: I should search the web first."),
+                ServerToolUse("web_search", {"query": "slackbot benchmark"}),
+                WebSearchResult([{"url": "https://example.com/bench", "title": "Bench"}]),
+                Text(text),
+            ]
         if body.get("marker"):
             self.by_marker[str(body["marker"])] = script
         else:
@@ -1090,6 +1098,8 @@ class FakeClaude(LocalServer):
         record: dict[str, Any] = {
             "received_at": time.monotonic(),
             "first_token_at": None,
+            "first_text_at": None,
+            "tool_call_at": None,
             "end_at": None,
             "ttft": script.ttft,
             "last_text": _last_user_text(body)[-2000:],
@@ -1123,6 +1133,8 @@ class FakeClaude(LocalServer):
                 await pacer.pause(part.seconds)
                 start = {"type": "content_block_start", "index": index, "content_block": part.start}
                 await send("content_block_start", start)
+                if part.start.get("type") == "server_tool_use" and record["tool_call_at"] is None:
+                    record["tool_call_at"] = time.monotonic()
                 if index == 0:
                     await begin()
                 pacer.skip(part.hidden_tokens)
@@ -1139,6 +1151,8 @@ class FakeClaude(LocalServer):
                     await send("content_block_delta", event)
                     if token and record["first_token_at"] is None:
                         record["first_token_at"] = time.monotonic()
+                    if delta["type"] == "text_delta" and record["first_text_at"] is None:
+                        record["first_text_at"] = time.monotonic()
                     if cut is not None and sent >= cut:
                         return sent
                 await send("content_block_stop", {"type": "content_block_stop", "index": index})

@@ -157,6 +157,7 @@ class FakeSlack(LocalServer):
         self._update_times: deque[float] = deque()
         self._timeline: dict[tuple[str, str], dict[str, float | int]] = {}
         self._update_log: dict[tuple[str, str], list[float]] = {}  # every chat.update's time
+        self._update_texts: dict[tuple[str, str], list[str]] = {}  # and its text's start
         self._last_ts_us = 0
         self._file_ids = itertools.count(1)
         self._changed = asyncio.Event()
@@ -365,6 +366,7 @@ class FakeSlack(LocalServer):
         self._update_times.clear()
         self._timeline.clear()
         self._update_log.clear()
+        self._update_texts.clear()
 
     # -- assertions -----------------------------------------------------------------------
 
@@ -435,7 +437,14 @@ class FakeSlack(LocalServer):
                     "chars": len(self.final_text(*key)),
                     **self._timeline.get(key, {}),
                     "update_times": self._update_log.get(key, []),
-                    **({"text": self.final_text(*key)} if with_text else {}),
+                    **(
+                        {
+                            "text": self.final_text(*key),
+                            "update_texts": self._update_texts.get(key, []),
+                        }
+                        if with_text
+                        else {}
+                    ),
                 }
             )
         return {
@@ -739,6 +748,8 @@ class FakeSlack(LocalServer):
         timeline["updates"] = int(timeline.get("updates", 0)) + 1
         timeline["updated_at"] = time.monotonic()
         self._update_log.setdefault(key, []).append(timeline["updated_at"])
+        shown = markdown_text or text or ""
+        self._update_texts.setdefault(key, []).append(shown[:300])
         return {
             "ok": True,
             "channel": message["channel"],

@@ -220,6 +220,8 @@ class _Blocks:
         self._after_other = True
         if kind == "thinking":
             return [ThinkingStarted()]
+        if kind in ("server_tool_use", "tool_use"):  # its input follows; say what it is now
+            return [ToolCall(block.get("id", ""), block.get("name", ""), {})]
         if kind.endswith("_tool_result"):
             return [ToolResult(block.get("tool_use_id", ""), kind, block.get("content"))]
         return []

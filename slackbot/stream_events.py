@@ -39,7 +39,8 @@ class ThinkingEnded:
 
 @dataclass(frozen=True)
 class ToolCall:
-    """The model called a tool (a server tool runs on Anthropic's side)."""
+    """The model called a tool (a server tool runs on Anthropic's side): once as it starts,
+    with an empty input, and again with the input once it has streamed."""
 
     id: str
     name: str
