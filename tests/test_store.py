@@ -171,11 +171,11 @@ async def test_unfinished_replies_survive_kill_9(tmp_path) -> None:
     await store.close()
 
 
-async def test_upgrade_from_before_the_context_budget(tmp_path) -> None:
-    """A database from the core bot (m001-m005) gains token estimates, budget state and usage."""
-    path = str(tmp_path / "old.db")
+def old_database(path: str, *, stop_before: str) -> None:
+    """A database migrated up to (not including) `stop_before`, holding one thread with one
+    message from Alice: what an older release left on disk."""
     db = sqlite_utils.Database(path)
-    migrations.apply(db, stop_before="m006_add_context_budget")
+    migrations.apply(db, stop_before=stop_before)
     db.execute(
         "INSERT INTO conversations (id, team, channel, kind, root_ts)"
         " VALUES (1, 'T', 'C', 'thread', ?)",
@@ -188,6 +188,12 @@ async def test_upgrade_from_before_the_context_budget(tmp_path) -> None:
     )
     db.conn.commit()
     db.close()
+
+
+async def test_upgrade_from_before_the_context_budget(tmp_path) -> None:
+    """A database from the core bot (m001-m005) gains token estimates, budget state and usage."""
+    path = str(tmp_path / "old.db")
+    old_database(path, stop_before="m006_add_context_budget")
 
     store = await SqliteStore.open(path)
     (turn,) = await store.history(1, ts(1))
@@ -267,20 +273,7 @@ async def test_documents_are_stored_once_and_loaded_with_their_turn(tmp_path) ->
 
 async def test_upgrade_adds_documents_to_an_existing_database(tmp_path) -> None:
     path = str(tmp_path / "old.db")
-    db = sqlite_utils.Database(path)
-    migrations.apply(db, stop_before="m011_create_documents")
-    db.execute(
-        "INSERT INTO conversations (id, team, channel, kind, root_ts)"
-        " VALUES (1, 'T', 'C', 'thread', ?)",
-        [ts(1)],
-    )
-    db.execute(
-        "INSERT INTO messages (conversation_id, role, ts, sort_ts, user_name, text, status)"
-        " VALUES (1, 'user', ?, ?, 'Alice', 'hi', 'done')",
-        [ts(1), ts(1)],
-    )
-    db.conn.commit()
-    db.close()
+    old_database(path, stop_before="m011_create_documents")
 
     store = await SqliteStore.open(path)
     (turn,) = await store.history(1, ts(1))
