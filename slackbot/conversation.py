@@ -32,7 +32,7 @@ from slackbot.reply import Replies, Reply
 from slackbot.request_context import context_for
 from slackbot.request_options import request_options
 from slackbot.sequencer import Sequencer, Ticket
-from slackbot.slack_calls import call_with_retry
+from slackbot.slack_calls import post_with_backoff
 from slackbot.store import Store, Turn, WindowState
 from slackbot.stream_events import StreamResult
 from slackbot.tasks import TaskKeeper
@@ -183,9 +183,10 @@ class Conversations:
             self.handled += 1
 
     async def _say(self, msg: Incoming, text: str) -> None:
-        """A short note where the answer would have gone (nothing else could be done)."""
+        """A short note where the answer would have gone (nothing else could be done); it
+        must land like a placeholder, so 5xx answers and network errors are retried too."""
         try:
-            await call_with_retry(
+            await post_with_backoff(
                 lambda: self.client.chat_postMessage(
                     channel=msg.channel, thread_ts=msg.thread_root, markdown_text=text
                 ),
