@@ -18,7 +18,6 @@ from fakes.claude import (
 )
 from fakes.harness import CHANNEL, Harness, conversation
 from fakes.slack import FakeSlack
-from slackbot.server import prepare
 from tests.started import started
 
 RUST = "https://blog.rust-lang.org/2023/12/21/async-fn-rpit-in-traits.html"
@@ -180,7 +179,6 @@ async def test_start_up_drops_what_the_model_cannot_take(
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("CLAUDE_EFFORT=max" in w for w in warnings)
     assert any("web_fetch" in w for w in warnings)
-    assert prepare is not None
 
 
 async def test_while_it_searches_the_reply_says_so_then_the_answer_replaces_it(
