@@ -14,7 +14,15 @@ import aiohttp
 from aiohttp import web
 
 from fakes.claude import FakeClaude
-from fakes.slack import FakeSlack, event_callback, message_event, signed_event_request
+from fakes.slack import (
+    FakeSlack,
+    agent_session_stopped_event,
+    block_actions_payload,
+    event_callback,
+    message_event,
+    signed_event_request,
+    signed_form_request,
+)
 from slackbot.config import Settings, load_settings
 from slackbot.server import Bot, create_bot, web_app
 from slackbot.sqlite_store import SqliteStore
@@ -136,6 +144,49 @@ class Harness:
         if not ignored and (type == "app_mention" or channel_type == "im"):
             self.expected += 1
         return payload
+
+    async def stop_session(
+        self,
+        channel: str,
+        thread_ts: str,
+        *,
+        user: str = "U1",
+        streaming_message_ts: list[str] | None = None,
+    ) -> aiohttp.ClientResponse:
+        """Someone presses Slack's own Stop on the thread's agent session."""
+        event = agent_session_stopped_event(channel, thread_ts, user, streaming_message_ts or [])
+        return await self.post_event(event_callback(event))
+
+    async def click(
+        self, channel: str, ts: str, action_id: str, *, user: str = "U1"
+    ) -> aiohttp.ClientResponse:
+        """`user` clicks the button `action_id` on the bot's message `ts`, as Slack sends it
+        (a signed, form-encoded `block_actions` payload). Fails if the message has no such
+        button now."""
+        message = self.slack.messages[(channel, ts)]
+        buttons = [
+            {**element, "block_id": block.get("block_id", "b")}
+            for block in message.get("blocks") or []
+            if block.get("type") == "actions"
+            for element in block.get("elements") or []
+            if element.get("action_id") == action_id
+        ]
+        assert buttons, f"message {ts} has no {action_id!r} button: {message.get('blocks')}"
+        payload = block_actions_payload(
+            message,
+            buttons[0],
+            user=user,
+            response_url=f"{self.slack.base_url}/_response/{ts}",
+        )
+        return await self.post_form(payload)
+
+    async def post_form(
+        self, payload: dict[str, Any], *, secret: str = SIGNING_SECRET
+    ) -> aiohttp.ClientResponse:
+        body, headers = signed_form_request(secret, payload)
+        async with self.session.post(self.url, data=body, headers=headers) as response:
+            await response.read()
+            return response
 
     def replies(self, channel: str, thread_ts: str | None) -> list[dict[str, Any]]:
         return self.slack.bot_messages(channel, thread_ts)

@@ -33,9 +33,14 @@ from fakes.server import HOST, LocalServer
 
 TEXT_LIMIT = 4000
 MARKDOWN_TEXT_LIMIT = 12000
+#: A natively streamed message fails `msg_too_long` past roughly this many bytes of UTF-8,
+#: task-card JSON included (field reports: 10.6–11.3 KB).
+STREAM_BYTE_LIMIT = 10_600
+TASK_STATUSES = ("pending", "in_progress", "complete", "error")
+SESSION_STATUSES = ("processing", "active", "suspended", "closed")
 
 # Fields slack_sdk sends JSON-encoded when it has to use a form or query string.
-_JSON_FIELDS = ("blocks", "attachments", "metadata", "loading_messages")
+_JSON_FIELDS = ("blocks", "attachments", "metadata", "loading_messages", "chunks")
 
 SIGN_IN_PAGE = (
     "<!DOCTYPE html><html><head><title>Slack</title></head>"
@@ -54,6 +59,18 @@ class Call:
     at: float  # time.monotonic(); CLOCK_MONOTONIC is system-wide on Linux
     error: str | None = None  # the ``error`` the fake answered with, None when ok
     response: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def shown(self) -> str:
+        """The text a post or edit carried: ``markdown_text``, else its markdown blocks'
+        text (a message with buttons), else ``text``."""
+        if self.params.get("markdown_text"):
+            return str(self.params["markdown_text"])
+        blocks = self.params.get("blocks") or []
+        markdown = [
+            b["text"] for b in blocks if isinstance(b, dict) and b.get("type") == "markdown"
+        ]
+        return "".join(markdown) if markdown else str(self.params.get("text") or "")
 
 
 class Download(NamedTuple):
@@ -163,6 +180,31 @@ class FakeSlack(LocalServer):
         self._changed = asyncio.Event()
         self.channels: dict[str, dict[str, Any]] = {}
 
+        # Native streaming (chat.startStream / appendStream / stopStream).
+        #: Live streams by (channel, ts): started/last call times, bytes and task ids so far.
+        self.streams: dict[tuple[str, str], dict[str, Any]] = {}
+        #: A stream expires this long after its start, or after its last call (Slack: ~5 min).
+        self.stream_ttl = 300.0
+        self.stream_idle_ttl = 300.0
+        self.stream_byte_limit = STREAM_BYTE_LIMIT
+        #: Tier 2 (startStream + stopStream together) and Tier 4 (appendStream) per minute;
+        #: None leaves them unenforced.
+        self.stream_start_stop_per_minute: int | None = None
+        self.append_per_minute: int | None = None
+        self._tier2_times: deque[float] = deque()
+        self._tier4_times: deque[float] = deque()
+        # Agent sessions and assistant thread status.
+        #: False: the app is not declared as an agent (`agents.sessions.*` → not_authorized).
+        self.agent_sessions = True
+        #: Sessions by (channel, thread_ts): status, title, initiator, every status set.
+        self.sessions: dict[tuple[str, str], dict[str, Any]] = {}
+        #: assistant.threads.setStatus by (channel, thread_ts): every status set, in order.
+        self.thread_statuses: dict[tuple[str, str], list[str]] = {}
+        #: chat.postEphemeral calls: (channel, user, text).
+        self.ephemerals: list[tuple[str, str, str]] = []
+        #: What the bot POSTed to response URLs (interactive payloads' `response_url`).
+        self.responses: list[dict[str, Any]] = []
+
         self.add_user(bot_user_id, display_name="slackbot", is_bot=True)
         self._methods: dict[str, Handler] = {
             "auth.test": self._auth_test,
@@ -175,6 +217,11 @@ class FakeSlack(LocalServer):
             "conversations.info": self._conversations_info,
             "files.info": self._files_info,
             "assistant.threads.setStatus": self._set_status,
+            "agents.sessions.setStatus": self._sessions_set_status,
+            "chat.startStream": self._chat_start_stream,
+            "chat.appendStream": self._chat_append_stream,
+            "chat.stopStream": self._chat_stop_stream,
+            "chat.postEphemeral": self._chat_post_ephemeral,
             "apps.connections.open": self._apps_connections_open,
         }
 
@@ -190,6 +237,7 @@ class FakeSlack(LocalServer):
         app.router.add_post("/_control/configure", self._handle_configure)
         app.router.add_post("/_control/user_message", self._handle_seed_message)
         app.router.add_post("/_control/push", self._handle_push)
+        app.router.add_post("/_response/{id}", self._handle_response_url)
         return app
 
     @property
@@ -367,6 +415,32 @@ class FakeSlack(LocalServer):
         self._timeline.clear()
         self._update_log.clear()
         self._update_texts.clear()
+        self.streams.clear()
+        self._tier2_times.clear()
+        self._tier4_times.clear()
+        self.sessions.clear()
+        self.thread_statuses.clear()
+        self.ephemerals.clear()
+        self.responses.clear()
+
+    def expire_stream(self, channel: str, ts: str) -> None:
+        """End a live stream as Slack's expiry does: later stream calls on it fail
+        `message_not_in_streaming_state`; `chat.update` works on the message again."""
+        self.streams.pop((channel, ts), None)
+
+    def is_streaming(self, channel: str, ts: str) -> bool:
+        stream = self.streams.get((channel, ts))
+        return stream is not None and not self._stream_expired(stream)
+
+    def session_status(self, channel: str, thread_ts: str) -> str | None:
+        """The agent session's status in that thread, None if there is no session."""
+        session = self.sessions.get((channel, thread_ts))
+        return None if session is None else str(session["status"])
+
+    def thread_status(self, channel: str, thread_ts: str) -> str | None:
+        """The last `assistant.threads.setStatus` status in that thread ("" = cleared)."""
+        statuses = self.thread_statuses.get((channel, thread_ts))
+        return statuses[-1] if statuses else None
 
     # -- assertions -----------------------------------------------------------------------
 
@@ -385,12 +459,16 @@ class FakeSlack(LocalServer):
         return sorted(found, key=lambda m: _ts_key(m["ts"]))
 
     def final_text(self, channel: str, ts: str) -> str:
-        """The message's current content: ``markdown_text`` if it has one, else ``text``."""
+        """The message's current content: ``markdown_text`` if it has one, else its markdown
+        blocks' text, else ``text``."""
         message = self.messages.get((channel, ts))
         if message is None:
             raise AssertionError(f"no message {channel}/{ts}; have {sorted(self.messages)}")
         if message["markdown_text"] is not None:
             return str(message["markdown_text"])
+        markdown = [b["text"] for b in message["blocks"] or [] if b.get("type") == "markdown"]
+        if markdown:  # the text of a message with buttons lives in a markdown block
+            return "".join(markdown)
         return str(message["text"] or "")
 
     async def wait_for(self, predicate: Callable[[], T], timeout: float = 5.0) -> T:
@@ -503,6 +581,10 @@ class FakeSlack(LocalServer):
                 raise SlackError("invalid_auth")
             if method == "chat.update":
                 self._take_update_slot()
+            elif method in ("chat.startStream", "chat.stopStream"):
+                self._take_slot(self._tier2_times, self.stream_start_stop_per_minute)
+            elif method == "chat.appendStream":
+                self._take_slot(self._tier4_times, self.append_per_minute)
             handler = self.handlers.get(method) or self._methods.get(method)
             if handler is None:
                 raise SlackError("unknown_method")
@@ -526,6 +608,20 @@ class FakeSlack(LocalServer):
             retry_after = max(1, math.ceil(wait))
             raise SlackError("ratelimited", status=429, headers={"Retry-After": str(retry_after)})
         self._update_times.append(now)
+
+    def _take_slot(self, times: deque[float], per_minute: int | None) -> None:
+        """A Tier limit: at most ``per_minute`` calls in any sliding minute."""
+        if per_minute is None:
+            return
+        now = time.monotonic()
+        while times and times[0] <= now - self.minute_seconds:
+            times.popleft()
+        if len(times) >= per_minute:
+            wait = times[0] + self.minute_seconds - now
+            raise SlackError(
+                "ratelimited", status=429, headers={"Retry-After": str(max(1, math.ceil(wait)))}
+            )
+        times.append(now)
 
     def _record_download(self, request: web.Request) -> None:
         auth = request.headers.get("Authorization")
@@ -596,6 +692,12 @@ class FakeSlack(LocalServer):
             self._update_times.clear()
         if "minute_seconds" in body:
             self.minute_seconds = float(body["minute_seconds"])
+        if "stream_start_stop_per_minute" in body:
+            self.stream_start_stop_per_minute = body["stream_start_stop_per_minute"]
+            self._tier2_times.clear()
+        if "append_per_minute" in body:
+            self.append_per_minute = body["append_per_minute"]
+            self._tier4_times.clear()
         return web.json_response(
             {
                 "ok": True,
@@ -603,6 +705,11 @@ class FakeSlack(LocalServer):
                 "minute_seconds": self.minute_seconds,
             }
         )
+
+    async def _handle_response_url(self, request: web.Request) -> web.Response:
+        self.responses.append(await request.json())
+        self._changed.set()
+        return web.Response(text="ok")
 
     async def _handle_reset(self, request: web.Request) -> web.Response:
         self.reset()
@@ -663,7 +770,11 @@ class FakeSlack(LocalServer):
 
     def _public(self, message: dict[str, Any]) -> dict[str, Any]:
         """A stored message as the API returns it: absent fields left out, thread info added."""
-        out = {k: v for k, v in message.items() if v is not None and k != "channel"}
+        out = {
+            k: v
+            for k, v in message.items()
+            if v is not None and k not in ("channel", "streamed", "tasks")
+        }
         if out.get("text") is None:
             out["text"] = message["markdown_text"] or ""
         replies = [
@@ -740,6 +851,8 @@ class FakeSlack(LocalServer):
 
     def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
         message = self._own_message(params, "cant_update_message")
+        if self.is_streaming(message["channel"], message["ts"]):
+            raise SlackError("streaming_state_conflict")
         text, markdown_text, blocks = self._content(params)
         # Like Slack, blocks are kept when an update does not send any.
         message.update(text=text, markdown_text=markdown_text, blocks=blocks or message["blocks"])
@@ -874,7 +987,180 @@ class FakeSlack(LocalServer):
         return {"ok": True, "file": file, "comments": [], "response_metadata": {"next_cursor": ""}}
 
     def _set_status(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel, thread_ts = params.get("channel_id"), params.get("thread_ts")
+        if not channel or not thread_ts or "status" not in params:
+            raise SlackError("invalid_arguments")
+        loading = params.get("loading_messages")
+        if loading is not None and (not isinstance(loading, list) or len(loading) > 10):
+            raise SlackError("invalid_arguments")
+        self.thread_statuses.setdefault((channel, thread_ts), []).append(str(params["status"]))
         return {"ok": True}
+
+    def _sessions_set_status(self, params: dict[str, Any]) -> dict[str, Any]:
+        """`agents.sessions.setStatus`: creates the thread's session on first use (title and
+        initiator are taken then only), `not_authorized` for an app not declared an agent."""
+        if not self.agent_sessions:
+            raise SlackError("not_authorized")
+        channel, thread_ts = params.get("channel_id"), params.get("thread_ts")
+        status = params.get("status")
+        if not channel or not thread_ts or status not in SESSION_STATUSES:
+            raise SlackError("invalid_arguments")
+        title = params.get("title")
+        if title is not None and len(str(title)) > 200:
+            raise SlackError("invalid_arguments")
+        session = self.sessions.get((channel, thread_ts))
+        if session is None:
+            session = self.sessions[(channel, thread_ts)] = {
+                "title": title,
+                "initiator": params.get("initiator_user_id"),
+                "history": [],
+            }
+        session["status"] = status
+        session["history"].append(status)
+        return {"ok": True}
+
+    def _chat_post_ephemeral(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel, user = params.get("channel"), params.get("user")
+        if not channel:
+            raise SlackError("channel_not_found")
+        if not user:
+            raise SlackError("user_not_found")
+        text, markdown_text, _blocks = self._content(params)
+        self.ephemerals.append((channel, user, markdown_text or text or ""))
+        return {"ok": True, "message_ts": self.next_ts()}
+
+    # -- native streaming -----------------------------------------------------------------
+
+    def _stream_expired(self, stream: dict[str, Any]) -> bool:
+        now = time.monotonic()
+        return (
+            now - stream["started_at"] > self.stream_ttl
+            or now - stream["last_at"] > self.stream_idle_ttl
+        )
+
+    def _live_stream(self, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        message = self._own_message(params, "cant_update_message")
+        stream = self.streams.get((message["channel"], message["ts"]))
+        if stream is None or self._stream_expired(stream):
+            self.streams.pop((message["channel"], message["ts"]), None)
+            raise SlackError("message_not_in_streaming_state")
+        return message, stream
+
+    def _stream_content(self, params: dict[str, Any], stream: dict[str, Any]) -> tuple[str, int]:
+        """Check a stream call's `markdown_text` / `chunks` the way Slack does; returns the
+        text it adds and the bytes it costs (task cards counted as their JSON)."""
+        markdown_text = params.get("markdown_text")
+        chunks = params.get("chunks")
+        if markdown_text is not None and chunks is not None:
+            raise SlackError("invalid_arguments")
+        if markdown_text is not None:
+            return str(markdown_text), len(str(markdown_text).encode())
+        text, size = "", 0
+        for chunk in chunks or []:
+            if not isinstance(chunk, dict):
+                raise SlackError("invalid_chunks")
+            kind = chunk.get("type")
+            if kind == "markdown_text":
+                if not isinstance(chunk.get("text"), str):
+                    raise SlackError("invalid_chunks")
+                text += chunk["text"]
+                size += len(chunk["text"].encode())
+            elif kind == "task_update":
+                if not chunk.get("id") or not chunk.get("title"):
+                    raise SlackError("invalid_chunks")
+                if chunk.get("status") not in TASK_STATUSES:
+                    raise SlackError("invalid_chunks")
+                for source in chunk.get("sources") or []:
+                    if (
+                        source.get("type") != "url"
+                        or not source.get("url")
+                        or not source.get("text")
+                    ):
+                        raise SlackError("invalid_chunks")
+                stream["tasks"][chunk["id"]] = dict(chunk)
+                size += len(json.dumps(chunk).encode())
+            elif kind in ("plan_update", "blocks"):
+                size += len(json.dumps(chunk).encode())
+            else:
+                raise SlackError("invalid_chunks")
+        return text, size
+
+    def _grow(self, message: dict[str, Any], stream: dict[str, Any], text: str, size: int) -> None:
+        if stream["bytes"] + size > self.stream_byte_limit:
+            raise SlackError("msg_too_long")
+        stream["bytes"] += size
+        stream["last_at"] = time.monotonic()
+        message["markdown_text"] = (message["markdown_text"] or "") + text
+        key = (message["channel"], message["ts"])
+        timeline = self._timeline.setdefault(key, {"updates": 0})
+        timeline["updates"] = int(timeline.get("updates", 0)) + 1
+        timeline["updated_at"] = stream["last_at"]
+        self._update_log.setdefault(key, []).append(stream["last_at"])
+        self._update_texts.setdefault(key, []).append((message["markdown_text"] or "")[:300])
+
+    def _chat_start_stream(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = params.get("channel")
+        if not channel:
+            raise SlackError("channel_not_found")
+        if not params.get("thread_ts"):
+            raise SlackError("invalid_arguments")
+        # Required on every start, DMs included (field reports of these errors in DMs).
+        if not params.get("recipient_user_id"):
+            raise SlackError("missing_recipient_user_id")
+        if not params.get("recipient_team_id"):
+            raise SlackError("missing_recipient_team_id")
+        stream: dict[str, Any] = {"bytes": 0, "tasks": {}}
+        text, size = self._stream_content(params, stream)
+        message = self._store(
+            channel,
+            user=self.bot_user_id,
+            bot_id=self.bot_id,
+            text=None,
+            markdown_text="",
+            thread_ts=params["thread_ts"],
+        )
+        stream.update(
+            started_at=time.monotonic(),
+            last_at=time.monotonic(),
+            recipient=(params["recipient_user_id"], params["recipient_team_id"]),
+            thread_ts=params["thread_ts"],
+        )
+        message["streamed"] = True
+        message["tasks"] = stream["tasks"]
+        self.streams[(channel, message["ts"])] = stream
+        self._grow(message, stream, text, size)
+        return {"ok": True, "channel": channel, "ts": message["ts"]}
+
+    def _chat_append_stream(self, params: dict[str, Any]) -> dict[str, Any]:
+        message, stream = self._live_stream(params)
+        text, size = self._stream_content(params, stream)
+        self._grow(message, stream, text, size)
+        return {"ok": True, "channel": message["channel"], "ts": message["ts"]}
+
+    def _chat_stop_stream(self, params: dict[str, Any]) -> dict[str, Any]:
+        message, stream = self._live_stream(params)
+        text, size = self._stream_content(params, stream)
+        blocks = params.get("blocks")
+        if blocks is not None and (not isinstance(blocks, list) or len(blocks) > 50):
+            raise SlackError("invalid_blocks")
+        self._grow(message, stream, text, size)
+        if blocks:
+            message["blocks"] = blocks
+        del self.streams[(message["channel"], message["ts"])]
+        status = params.get("session_status")
+        if status is not None:
+            if status not in SESSION_STATUSES:
+                raise SlackError("invalid_arguments")
+            session = self.sessions.get((message["channel"], stream["thread_ts"]))
+            if session is not None:
+                session["status"] = status
+                session["history"].append(status)
+        return {
+            "ok": True,
+            "channel": message["channel"],
+            "ts": message["ts"],
+            "message": self._public(message),
+        }
 
     def _apps_connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
         if self.socket_url is None:
@@ -1123,3 +1409,78 @@ def signed_event_request(
     if retry_reason is not None:
         headers["X-Slack-Retry-Reason"] = retry_reason
     return body, headers
+
+
+def signed_form_request(
+    signing_secret: str, payload: dict[str, Any], *, timestamp: int | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """An interactive payload as Slack POSTs it: form-encoded ``payload=<json>``, signed."""
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    signature = SignatureVerifier(signing_secret).generate_signature(timestamp=ts, body=body)
+    return body, {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": signature or "",
+    }
+
+
+def block_actions_payload(
+    message: dict[str, Any],
+    action: dict[str, Any],
+    *,
+    user: str,
+    response_url: str,
+    team_id: str = "T1",
+) -> dict[str, Any]:
+    """The ``block_actions`` payload Slack sends when ``user`` clicks ``action`` (a button
+    element of one of ``message``'s blocks)."""
+    container: dict[str, Any] = {
+        "type": "message",
+        "message_ts": message["ts"],
+        "channel_id": message["channel"],
+        "is_ephemeral": False,
+    }
+    if message.get("thread_ts"):
+        container["thread_ts"] = message["thread_ts"]
+    public = {k: v for k, v in message.items() if v is not None and k != "channel"}
+    return {
+        "type": "block_actions",
+        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": team_id},
+        "api_app_id": "A1",
+        "token": "verification-token",
+        "container": container,
+        "trigger_id": f"{int(time.time())}.{uuid.uuid4().int % 10**12}.{uuid.uuid4().hex}",
+        "team": {"id": team_id, "domain": "test"},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "channel": {"id": message["channel"], "name": message["channel"].lower()},
+        "message": public,
+        "state": {"values": {}},
+        "response_url": response_url,
+        "actions": [
+            {
+                "action_id": action["action_id"],
+                "block_id": action.get("block_id", "b"),
+                "text": action.get("text", {"type": "plain_text", "text": "button"}),
+                "value": action.get("value", ""),
+                "type": action.get("type", "button"),
+                "action_ts": f"{time.time():.6f}",
+                **({"style": action["style"]} if action.get("style") else {}),
+            }
+        ],
+    }
+
+
+def agent_session_stopped_event(
+    channel: str, thread_ts: str, user: str, streaming_message_ts: list[str]
+) -> dict[str, Any]:
+    """The ``agent_session_stopped`` event: someone pressed Stop on the thread's session."""
+    return {
+        "type": "agent_session_stopped",
+        "channel": channel,
+        "thread_ts": thread_ts,
+        "user": user,
+        "event_ts": f"{time.time():.6f}",
+        "streaming_message_ts": list(streaming_message_ts),
+    }

@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
 from slackbot.config import Settings
 from slackbot.conversation import Conversations
 from slackbot.events import Incoming, incoming_from, is_person_message
+from slackbot.stopping import STOP_ACTION
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,36 @@ def build_app(
         # Channel messages are answered only through app_mention, so the bot never intrudes.
         if event.get("channel_type") != "im" or not is_person_message(event, context.bot_user_id):
             return
-        await dispatch(incoming_from(event, body, is_dm=True), context)
+        sessions = settings.dm_mode == "sessions"
+        await dispatch(incoming_from(event, body, is_dm=True, sessions=sessions), context)
+
+    @app.event("agent_session_stopped")
+    async def stop_session(event: dict[str, Any], body: dict[str, Any]) -> None:
+        # Slack's Stop on a thread's agent session; acknowledged whatever it finds (a Stop
+        # for a reply that has finished does nothing).
+        channel, thread_ts = event.get("channel"), event.get("thread_ts")
+        team = str(body.get("team_id") or "")
+        if channel and thread_ts:
+            await conversations.stop_thread(team, str(channel), str(thread_ts))
+
+    @app.action(STOP_ACTION)
+    async def stop_reply(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        container = body.get("container") or {}
+        channel = str((body.get("channel") or {}).get("id") or container.get("channel_id") or "")
+        user = str((body.get("user") or {}).get("id") or "")
+        if not channel or not user:
+            return
+        # The ack goes back at once; telling someone they can't stop it may take a moment.
+        conversations.tasks.start(
+            conversations.press_stop(
+                channel=channel,
+                answers_ts=str(action.get("value") or ""),
+                user=user,
+                thread_ts=container.get("thread_ts"),
+            ),
+            name=f"stop {channel}",
+        )
 
     @app.error
     async def log_errors(error: Exception, body: dict[str, Any]) -> None:

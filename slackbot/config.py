@@ -79,6 +79,11 @@ class Settings:
     prices: tuple[tuple[str, float, float], ...] = ()
     #: USD per 1,000 web searches for `slackbot usage` (`"web_search"` in SLACKBOT_PRICES).
     web_search_price: float | None = None
+    #: `sessions`: a top-level DM is answered in its own thread, which is the conversation;
+    #: `conversation`: top-level DMs are one running conversation (until idle or `reset`).
+    dm_mode: str = "sessions"
+    #: `auto` (native streaming in DM threads, `chat.update` elsewhere), `native` or `update`.
+    streaming: str = "auto"
 
     @property
     def socket_mode(self) -> bool:
@@ -194,6 +199,8 @@ def _prices(env: Mapping[str, str]) -> tuple[tuple[tuple[str, float, float], ...
 
 
 EFFORTS = ("low", "medium", "high", "xhigh", "max")
+DM_MODES = ("sessions", "conversation")
+STREAMING_MODES = ("auto", "native", "update")
 TOOLS = ("web_search", "web_fetch", "code_execution")
 
 
@@ -301,4 +308,6 @@ def load_settings(env: Mapping[str, str], *, need_slack: bool = True) -> Setting
         * 1024,
         prices=prices,
         web_search_price=web_search_price,
+        dm_mode=_choice(env, "SLACKBOT_DM_MODE", DM_MODES) or _DEFAULT["dm_mode"],
+        streaming=_choice(env, "SLACKBOT_STREAMING", STREAMING_MODES) or _DEFAULT["streaming"],
     )

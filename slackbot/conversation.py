@@ -32,7 +32,10 @@ from slackbot.reply import Replies, Reply
 from slackbot.request_context import context_for
 from slackbot.request_options import request_options
 from slackbot.sequencer import Sequencer, Ticket
+from slackbot.session_status import SessionStatus
 from slackbot.slack_calls import post_with_backoff
+from slackbot.slack_text import to_plain_text
+from slackbot.stopping import Stops, StopSignal
 from slackbot.store import Store, Turn, WindowState
 from slackbot.stream_events import StreamResult
 from slackbot.tasks import TaskKeeper
@@ -84,6 +87,10 @@ class Conversations:
     recent: RecentDeliveries = field(default_factory=RecentDeliveries)
     #: Messages taken through `handle` so far (answered, duplicate or failed): for monitoring.
     handled: int = 0
+    #: The thread's status while a turn runs (agent session or fallback); None sets none.
+    status: SessionStatus | None = None
+    #: The turns a Stop (Slack's, or the button) can reach now.
+    stops: Stops = field(default_factory=Stops)
 
     def __post_init__(self) -> None:
         if self.limits is None:
@@ -129,7 +136,7 @@ class Conversations:
         """The message's conversation, or None if it was delivered before (0 for `reset`)."""
         if not self.recent.first_time(msg):
             return None
-        if msg.is_reset:
+        if msg.is_reset or msg.is_reset_hint:
             return 0 if await self.store.claim_event(msg.event_id, msg.channel, msg.ts) else None
         return await self.store.claim_conversation(
             msg.event_id,
@@ -148,7 +155,7 @@ class Conversations:
     async def recover(self) -> int:
         """At start-up: close replies a crash left unfinished, so none says "Thinking…" forever,
         and answer the messages it had acknowledged but not begun to answer."""
-        closed = await recovery.close_unfinished(self.store, self.replies)
+        closed = await recovery.close_unfinished(self.store, self.replies, self.status)
         for pending in await self.store.pending_messages(PENDING_MAX_AGE_SECONDS):
             msg = Incoming.from_json(pending.payload)
             self.recent.first_time(msg)
@@ -174,6 +181,9 @@ class Conversations:
                 return
             if msg.is_reset:
                 await self._reset(msg)
+                return
+            if msg.is_reset_hint:
+                await self._say(msg, messages.RESET_HINT)
                 return
             await self._answer(msg, conversation_id, queued=ticket.must_wait, wait_turn=ticket.wait)
         except Exception:
@@ -212,12 +222,82 @@ class Conversations:
         # channel name) do not depend on the store or on earlier turns: fetch them while the
         # placeholder goes out.
         reading = asyncio.create_task(self._read(msg))
-        reply = self.replies.open(team=msg.team, channel=msg.channel, thread_ts=msg.thread_root)
+        signal = self.stops.enter(
+            team=msg.team,
+            channel=msg.channel,
+            thread_ts=msg.thread_root,
+            answers_ts=msg.ts,
+            asker=msg.user,
+        )
+        reply = self.replies.open(msg)
         try:
-            await self._answer_with(msg, conversation_id, reply, reading, queued, wait_turn)
+            await self._answer_with(msg, conversation_id, reply, reading, queued, wait_turn, signal)
         finally:
+            self.stops.leave(signal)
             reading.cancel()  # not needed if the turn failed early; collect it either way
             await asyncio.gather(reading, return_exceptions=True)
+
+    async def stop_thread(self, team: str, channel: str, thread_ts: str) -> bool:
+        """Slack's Stop on a thread's agent session: stop the reply being written there. A
+        Stop for a reply that has finished does nothing (False)."""
+        stopped = self.stops.stop_thread(team, channel, thread_ts)
+        log.info(
+            "Stop for %s/%s: %s", channel, thread_ts, "stopping" if stopped else "nothing running"
+        )
+        return stopped
+
+    async def press_stop(
+        self, *, channel: str, answers_ts: str, user: str, thread_ts: str | None
+    ) -> None:
+        """A click on a reply's Stop button: the asker (or an admin, `Stops.is_admin`) stops
+        it; anyone else is told, privately, that they can't; a finished reply does nothing."""
+        allowed = self.stops.stop_button(channel, answers_ts, user)
+        if allowed is not False:
+            return
+        try:
+            await self.client.chat_postEphemeral(
+                channel=channel,
+                user=user,
+                thread_ts=thread_ts,
+                markdown_text=messages.STOP_NOT_YOURS,
+            )
+        except Exception as exc:
+            log.info("could not tell %s they can't stop this reply: %r", user, exc)
+
+    def _session_title(self, msg: Incoming) -> str | None:
+        """The session's title, given when it is created: at the thread's first message."""
+        if msg.ts != msg.thread_root:
+            return None
+        plain = to_plain_text(msg.text, names={}, bot_user_id=self.bot_user_id)
+        return messages.session_title(plain) or None
+
+    async def _status_begin(self, msg: Incoming) -> None:
+        if self.status is None or msg.thread_root is None:
+            return
+        await self.status.begin(
+            team=msg.team,
+            channel=msg.channel,
+            thread_ts=msg.thread_root,
+            title=self._session_title(msg),
+            initiator=msg.user,
+        )
+
+    async def _status_end(
+        self, msg: Incoming, reply: Reply, begun: list[asyncio.Future[None]]
+    ) -> None:
+        """The turn is over however it ended: the session back to `active`, the fallback
+        status cleared (after the start's call, so they land in that order)."""
+        if self.status is None or msg.thread_root is None:
+            return
+        if not begun:
+            return  # the turn never got as far as saying it was working
+        await asyncio.gather(*begun, return_exceptions=True)
+        await self.status.end(
+            team=msg.team,
+            channel=msg.channel,
+            thread_ts=msg.thread_root,
+            session_ended=reply.session_ended,
+        )
 
     async def _answer_with(
         self,
@@ -227,7 +307,29 @@ class Conversations:
         reading: asyncio.Task[tuple[UserTurn, str]],
         queued: bool,
         wait_turn: Callable[[], Awaitable[None]],
+        signal: StopSignal,
     ) -> None:
+        begun: list[asyncio.Future[None]] = []
+        try:
+            await self._turn(msg, conversation_id, reply, reading, queued, wait_turn, signal, begun)
+        finally:
+            # Always, errors included: no thread is left saying the bot is working.
+            with contextlib.suppress(Exception):
+                await self._status_end(msg, reply, begun)
+
+    async def _turn(
+        self,
+        msg: Incoming,
+        conversation_id: int,
+        reply: Reply,
+        reading: asyncio.Task[tuple[UserTurn, str]],
+        queued: bool,
+        wait_turn: Callable[[], Awaitable[None]],
+        signal: StopSignal,
+        begun: list[asyncio.Future[None]],
+    ) -> None:
+        """The turn from its placeholder to its final text; `begun` gets the status call it
+        makes at its start (the end's call waits for it)."""
         # The placeholder goes out at once and the history is prepared meanwhile; Claude is
         # called once both are done, so the placeholder always comes first.
         starting = asyncio.ensure_future(
@@ -239,6 +341,9 @@ class Conversations:
         prepared: _Prepared | None = None
         try:
             await wait_turn()
+            # The thread's status says "working" from the moment this turn's turn comes (the
+            # previous reply's end set it back to active).
+            begun.append(asyncio.ensure_future(self._status_begin(msg)))
             prepared = await self._prepare(msg, conversation_id, reading)
         except Exception:
             log.exception("turn failed before Claude answered")
@@ -253,19 +358,24 @@ class Conversations:
         result = StreamResult(model=self.claude.model)
         note: str | None = messages.incomplete(messages.INTERNAL)
         notice = False
+        stopped = signal.stopped
         if prepared is not None:
             try:
-                await self._stream(reply, begin, prepared, result)
+                stopped = await self._stream(reply, begin, prepared, result, signal)
                 notice = prepared.fitted.omitted and not prepared.state.trim_noticed
                 note = messages.reply_note(result, prepared.notes, context_trimmed=notice)
             except Exception:  # a bug showing an event: the reply still ends, with a note
                 log.exception("reply to %s/%s broke while streaming", msg.channel, msg.ts)
+        if stopped:
+            produced = result.produced()
+            result.stopped(context_window.estimate_text_tokens(produced) if produced else 0)
+            note = None
         try:
             reply_id: int | None = await begin
         except Exception:  # the store failed: the placeholder still gets replaced
             log.exception("could not store the reply to %s/%s", msg.channel, msg.ts)
             reply_id = None
-        await self._close(reply, reply_id, result, note)
+        await self._close(reply, reply_id, result, note, stopped=stopped)
         if prepared is None or reply_id is None:
             return
         try:
@@ -341,27 +451,50 @@ class Conversations:
         begin: asyncio.Future[int],
         prepared: _Prepared,
         result: StreamResult,
-    ) -> None:
-        """Stream the reply; a `pause_turn` (a long server-tool loop) is continued into the
-        same Slack reply, up to `MAX_CONTINUATIONS` times."""
+        signal: StopSignal,
+    ) -> bool:
+        """Stream the reply until it ends or a person stops it; returns True if stopped.
+
+        A Stop cancels the stream at once: the cancellation closes Claude's HTTP response
+        (the SDK's stream context), so the model stops generating and billing.
+        """
+        if signal.stopped:
+            result.close()
+            return True
         checkpoint = asyncio.create_task(self._checkpoint(reply, begin))
-        history = prepared.fitted.messages()
-        paused: list[dict[str, Any]] = []
+        streaming = asyncio.ensure_future(self._consume(reply, prepared, result))
+        stop = asyncio.ensure_future(signal.event.wait())
         try:
-            for _ in range(MAX_CONTINUATIONS + 1):
-                request = request_messages(history, context=prepared.context, paused=paused)
-                searches = result.web_search_requests
-                async for event in self.claude.stream(request, searches_used=searches):
-                    result.take(event)
-                    reply.take(event)
-                if result.error is not None or result.stop_reason != "pause_turn":
-                    break
-                paused = [*paused, *result.content]
+            await asyncio.wait([streaming, stop], return_when=asyncio.FIRST_COMPLETED)
+            if not streaming.done():
+                streaming.cancel()
+                await asyncio.gather(streaming, return_exceptions=True)
+                log.info("reply stopped by a person; Claude's stream closed")
+                return True
+            streaming.result()  # a bug showing an event: raised here, noted by the caller
+            return False
         finally:
+            stop.cancel()
+            streaming.cancel()
             result.close()
             checkpoint.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await checkpoint
+
+    async def _consume(self, reply: Reply, prepared: _Prepared, result: StreamResult) -> None:
+        """Claude's events into the reply; a `pause_turn` (a long server-tool loop) is
+        continued into the same Slack reply, up to `MAX_CONTINUATIONS` times."""
+        history = prepared.fitted.messages()
+        paused: list[dict[str, Any]] = []
+        for _ in range(MAX_CONTINUATIONS + 1):
+            request = request_messages(history, context=prepared.context, paused=paused)
+            searches = result.web_search_requests
+            async for event in self.claude.stream(request, searches_used=searches):
+                result.take(event)
+                reply.take(event)
+            if result.error is not None or result.stop_reason != "pause_turn":
+                break
+            paused = [*paused, *result.content]
 
     async def _checkpoint(self, reply: Reply, begin: asyncio.Future[int]) -> None:
         """Save the streaming text now and then; a failed save waits for the next one (the
@@ -383,13 +516,24 @@ class Conversations:
                 saved = text
 
     async def _close(
-        self, reply: Reply, reply_id: int | None, result: StreamResult, note: str | None
+        self,
+        reply: Reply,
+        reply_id: int | None,
+        result: StreamResult,
+        note: str | None,
+        *,
+        stopped: bool = False,
     ) -> None:
         """Store the reply, then put its final text in Slack (in that order, so a quick
         follow-up sees it). A store that fails does not hold the answer back: it goes to Slack
-        anyway and the write is retried, so a restart does not take it for interrupted."""
+        anyway and the write is retried, so a restart does not take it for interrupted.
+
+        A stopped reply is stored `stopped` with its text so far: later mentions see that
+        partial text as the assistant's turn."""
         status = (
-            "incomplete"
+            "stopped"
+            if stopped
+            else "incomplete"
             if result.error is not None
             else "refused"
             if result.stop_reason == "refusal"
@@ -404,7 +548,10 @@ class Conversations:
             except Exception as exc:
                 log.warning("could not store reply %s before its final edit: %r", reply_id, exc)
         try:
-            await reply.finish(note)
+            if stopped:
+                await reply.stop()
+            else:
+                await reply.finish(note)
         except Exception:
             log.exception("final edit failed for reply %s", reply_id)
         if reply_id is not None and (not stored or reply.message_ts != sent_to):

@@ -33,14 +33,23 @@ class Incoming:
     event_id: str | None = None
     is_dm: bool = False
     message: dict[str, Any] = field(default_factory=dict)
+    #: `SLACKBOT_DM_MODE=sessions`: a top-level DM starts a session of its own, in its thread.
+    sessions: bool = False
+    #: The asker's workspace (or Enterprise Grid organisation): a native stream's recipient.
+    user_team: str = ""
 
     @property
     def thread_root(self) -> str | None:
         """The thread the message belongs to (and is answered in): a top-level channel mention
-        starts one; a top-level DM belongs to the DM's running conversation instead (None)."""
-        if self.is_dm and self.thread_ts is None:
+        starts one, and so does a top-level DM in sessions mode; in conversation mode a
+        top-level DM belongs to the DM's running conversation instead (None)."""
+        if self.is_dm and self.thread_ts is None and not self.sessions:
             return None
         return self.thread_ts or self.ts
+
+    @property
+    def is_top_level_dm(self) -> bool:
+        return self.is_dm and self.thread_ts is None
 
     @property
     def sequence_key(self) -> tuple[str, str, str]:
@@ -56,8 +65,18 @@ class Incoming:
 
     @property
     def is_reset(self) -> bool:
-        """`reset` as a whole top-level DM message, in any case."""
-        return self.thread_root is None and self.text.strip().lower() in RESET_WORDS
+        """`reset` as a whole top-level DM message, in any case (conversation mode)."""
+        return self.thread_root is None and self._says_reset
+
+    @property
+    def is_reset_hint(self) -> bool:
+        """`reset` at the top of a DM in sessions mode: there is nothing to reset (every
+        top-level message starts afresh), so it gets a short hint instead of an answer."""
+        return self.sessions and self.is_top_level_dm and self._says_reset
+
+    @property
+    def _says_reset(self) -> bool:
+        return self.text.strip().lower() in RESET_WORDS
 
 
 def is_person_message(message: dict[str, Any], bot_user_id: str | None) -> bool:
@@ -69,7 +88,9 @@ def is_person_message(message: dict[str, Any], bot_user_id: str | None) -> bool:
     )
 
 
-def incoming_from(event: dict[str, Any], body: dict[str, Any], *, is_dm: bool) -> Incoming:
+def incoming_from(
+    event: dict[str, Any], body: dict[str, Any], *, is_dm: bool, sessions: bool = False
+) -> Incoming:
     """An `Incoming` from an Events API event and its envelope."""
     return Incoming(
         team=str(body.get("team_id") or event.get("team") or ""),
@@ -81,4 +102,16 @@ def incoming_from(event: dict[str, Any], body: dict[str, Any], *, is_dm: bool) -
         event_id=body.get("event_id"),
         is_dm=is_dm,
         message=event,
+        sessions=is_dm and sessions,
+        user_team=asker_team(event, body),
     )
+
+
+def asker_team(event: dict[str, Any], body: dict[str, Any]) -> str:
+    """The asker's team, or the organisation for an org-wide Enterprise Grid install: what
+    `chat.startStream` wants as `recipient_team_id` (a Slack Connect user's own team)."""
+    authorizations = body.get("authorizations") or [{}]
+    first = authorizations[0] if isinstance(authorizations[0], dict) else {}
+    if first.get("is_enterprise_install") and first.get("enterprise_id"):
+        return str(first["enterprise_id"])
+    return str(event.get("user_team") or event.get("team") or body.get("team_id") or "")

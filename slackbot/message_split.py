@@ -143,6 +143,16 @@ def close_open_fence(text: str) -> str:
     return f"{text}{separator}{blocks[-1].closing}"
 
 
+def open_fence(text: str) -> tuple[str, str] | None:
+    """The opening line and closing marker of a code block still open at the end of `text`
+    (e.g. ("```python", "```")), or None: a message sealed mid-block closes it, and the next
+    message reopens it."""
+    blocks = _scan_fences(text, len(text))
+    if not blocks or blocks[-1].close_start is not None:
+        return None
+    return blocks[-1].opening, blocks[-1].closing
+
+
 # -- finding the fences -------------------------------------------------------------------------
 
 

@@ -36,6 +36,25 @@ INTERRUPTED = "the bot restarted while writing it. Mention me again to get a ful
 RESET_DONE = "Starting a fresh conversation. Earlier messages in this DM are forgotten."
 INTERNAL = "something went wrong on my side. Please try again."
 STOPPED = "_Stopped._"
+#: `reset` at the top of a DM in sessions mode, where every top-level message starts afresh.
+RESET_HINT = (
+    "No need to reset here: every new message at the top of this DM starts a fresh "
+    "conversation, and replying in a thread continues that one."
+)
+#: The Stop button on a `chat.update` reply while it streams.
+STOP_BUTTON = "Stop"
+#: Someone other than the asker pressed it (shown to them alone).
+STOP_NOT_YOURS = "Only the person who asked can stop this reply."
+#: The thread's status while the bot works on a reply (the fallback status and its rotation).
+STATUS_LOADING = "is thinking…"
+LOADING_MESSAGES = (
+    "Reading the conversation…",
+    "Thinking…",
+    "Working on an answer…",
+    "Almost there…",
+)
+#: Thinking steps of a natively streamed reply.
+TASK_THINKING = "Thinking"
 THINKING_PROGRESS = "_Thinking…_"
 PAUSED_TOO_OFTEN = "Claude was still working (searching, fetching) after several rounds. Ask again."
 STOPPED_EARLY = "Claude stopped early ({reason})."
@@ -103,6 +122,22 @@ def tool_progress(name: str, tool_input: dict[str, Any]) -> str:
     if name == "code_execution":
         return "_Running code…_"
     return f"_Using {_no_emphasis(name)}…_"
+
+
+def tool_task_title(name: str, tool_input: dict[str, Any]) -> str:
+    """A thinking step's title for a tool call (plain text: Slack shows it as a task row)."""
+    return tool_progress(name, tool_input).strip("_").rstrip("…").rstrip(".") or name
+
+
+def session_title(text: str, limit: int = 60) -> str:
+    """An agent session's title: the thread's first message, on one line, at most `limit`
+    characters (cut at a word where one is near)."""
+    line = " ".join(text.split())
+    if len(line) <= limit:
+        return line
+    cut = line[: limit - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip() + "…"
 
 
 def _no_emphasis(text: str) -> str:

@@ -20,15 +20,28 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slackbot import messages
 from slackbot.events import Incoming
 from slackbot.reply import Replies
+from slackbot.session_status import SessionStatus
 from slackbot.store import Store
 
 log = logging.getLogger(__name__)
 
 
-async def close_unfinished(store: Store, replies: Replies) -> int:
-    """Finish every reply a crash left streaming; returns how many were closed."""
+async def close_unfinished(
+    store: Store, replies: Replies, status: SessionStatus | None = None
+) -> int:
+    """Finish every reply a crash left streaming, and set its thread's session back to
+    `active` (or clear the fallback status): no spinner outlives a crash. Returns how many
+    were closed."""
     closed = 0
     for unfinished in await store.unfinished_replies():
+        try:
+            await replies.reopen(
+                channel=unfinished.channel,
+                thread_ts=unfinished.thread_ts,
+                message_ts=unfinished.message_ts,
+            )
+        except Exception:
+            log.exception("could not reopen interrupted reply %s", unfinished.id)
         reply = replies.resume(
             team=unfinished.team,
             channel=unfinished.channel,
@@ -44,6 +57,10 @@ async def close_unfinished(store: Store, replies: Replies) -> int:
         await store.update_reply(
             unfinished.id, text=unfinished.text, message_ts=message_ts, status="incomplete"
         )
+        if status is not None and unfinished.thread_ts is not None:
+            await status.end(
+                team=unfinished.team, channel=unfinished.channel, thread_ts=unfinished.thread_ts
+            )
         closed += 1
     if closed:
         log.info("closed %d reply(ies) left unfinished by a restart", closed)

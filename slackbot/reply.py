@@ -2,8 +2,9 @@
 
 `conversation.py` drives a reply through these calls only: `start` (something visible at once),
 `take` (each stream event as it arrives), `finish` (the final text and a note), or `stop` (a
-person stopped it). `update_reply.UpdateReply` implements it with `chat.update` edits; Slack's
-native streaming is a second implementation of the same protocol, not a branch inside the first.
+person stopped it). `update_reply.UpdateReply` implements it with `chat.update` edits;
+`native_reply.NativeReply` with Slack's native streaming, a second implementation of the same
+protocol, not a branch inside the first (`reply_choice.ChosenReplies` picks one per reply).
 Recovery reopens a reply a crash left unfinished with `Replies.resume` and finishes it with the
 same code a live reply ends with.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from slackbot.events import Incoming
 from slackbot.stream_events import StreamEvent
 
 
@@ -29,12 +31,20 @@ class Reply(Protocol):
         """The Slack messages the answer occupies so far, first to last."""
         ...
 
+    @property
+    def session_ended(self) -> bool:
+        """The reply's end already set the thread's agent session back to `active` (a native
+        stream's `chat.stopStream` does); otherwise the turn sets it."""
+        ...
+
     def final_text(self) -> str:
         """The answer as it ends up in Slack and in the store (its sources included)."""
         ...
 
     async def start(self, placeholder: str) -> str:
-        """Show that the bot is on it; returns the ts of the first message."""
+        """Show that the bot is on it; returns the ts of the first message, or "" when the
+        reply shows nothing until its first content (a native stream: the thread's status
+        says the bot is on it meanwhile)."""
         ...
 
     def take(self, event: StreamEvent) -> None:
@@ -53,7 +63,9 @@ class Reply(Protocol):
 class Replies(Protocol):
     """Makes replies for one workspace's messages (and reopens interrupted ones)."""
 
-    def open(self, *, team: str, channel: str, thread_ts: str | None) -> Reply: ...
+    def open(self, msg: Incoming) -> Reply:
+        """The reply to `msg`, in its thread (or top level, for a DM's running conversation)."""
+        ...
 
     def resume(
         self,
@@ -64,3 +76,9 @@ class Replies(Protocol):
         message_ts: Sequence[str],
         text: str,
     ) -> Reply: ...
+
+    async def reopen(
+        self, *, channel: str, thread_ts: str | None, message_ts: Sequence[str]
+    ) -> None:
+        """Before a resumed reply is finished: make its messages editable again."""
+        ...

@@ -30,6 +30,8 @@ from slackbot.edit_budget import EditBudgets
 from slackbot.errors import ConfigError
 from slackbot.model_lookup import learn_model
 from slackbot.people import People
+from slackbot.reply_choice import ChosenReplies
+from slackbot.session_status import SessionStatus
 from slackbot.slack_files import files_info_from
 from slackbot.sqlite_store import SqliteStore
 from slackbot.store import Store
@@ -103,6 +105,14 @@ async def create_bot(
         await session.close()
         await store.close()
         raise ConfigError(f"SLACK_FILE_HOSTS: {exc}") from None
+    budgets = EditBudgets(settings.edit_budget_per_minute, settings.edit_burst)
+    status = SessionStatus(slack, budgets)
+    replies = ChosenReplies(
+        slack,
+        UpdateReplies(slack, budgets, interval=settings.edit_interval),
+        status,
+        streaming=settings.streaming,
+    )
     conversations = Conversations(
         settings=settings,
         client=slack,
@@ -116,11 +126,8 @@ async def create_bot(
         people=People(slack),
         channels=Channels(slack),
         attachments=attachments,
-        replies=UpdateReplies(
-            slack,
-            EditBudgets(settings.edit_budget_per_minute, settings.edit_burst),
-            interval=settings.edit_interval,
-        ),
+        replies=replies,
+        status=status,
     )
     app = build_app(settings, client=slack, conversations=conversations)
     return Bot(settings, store, session, slack, anthropic, conversations, app)

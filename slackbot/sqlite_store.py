@@ -404,7 +404,13 @@ class SqliteStore:
     async def begin_reply(
         self, conversation_id: int, *, answers_ts: str, channel: str, first_ts: str
     ) -> int:
-        """Store a reply the moment its placeholder exists, so a crash leaves a trace to close."""
+        """Store a reply the moment its placeholder exists, so a crash leaves a trace to close.
+
+        A native stream has no message before its first content (`first_ts` is ""): the row
+        is then keyed by the answered message (`<answers_ts>/reply`) and lists no message yet.
+        """
+        key = first_ts or f"{answers_ts}/reply"
+        shown = [first_ts] if first_ts else []
 
         def _begin() -> int:
             db = self._db
@@ -416,10 +422,10 @@ class SqliteStore:
                     " 'streaming', ?, ?, ?)",
                     [
                         conversation_id,
-                        first_ts,
+                        key,
                         answers_ts,
                         channel,
-                        json.dumps([first_ts]),
+                        json.dumps(shown),
                         time.time(),
                     ],
                 )

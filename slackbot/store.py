@@ -188,7 +188,10 @@ class Store(Protocol):
 
     async def begin_reply(
         self, conversation_id: int, *, answers_ts: str, channel: str, first_ts: str
-    ) -> int: ...
+    ) -> int:
+        """Record a reply as streaming; `first_ts` is its first message, or "" when it has
+        none yet (a native stream starts with its first content)."""
+        ...
 
     async def update_reply(
         self,

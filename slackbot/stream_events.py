@@ -128,6 +128,7 @@ class StreamResult:
     web_search_requests: int = 0
     web_fetch_requests: int = 0
     _parts: list[str] = field(default_factory=list, repr=False)
+    _thought: list[str] = field(default_factory=list, repr=False)
     _counts: dict[str, Any] = field(default_factory=dict, repr=False)
     _earlier: dict[str, int] = field(default_factory=dict, repr=False)
 
@@ -136,6 +137,8 @@ class StreamResult:
             if self.first_token_at is None:
                 self.first_token_at = time.monotonic()
             self._parts.append(event.text)
+        elif isinstance(event, ThinkingDelta):
+            self._thought.append(event.text)
         elif isinstance(event, Usage):
             if event.model is not None:  # `message_start`: a new message (a continuation)
                 self._fold()
@@ -169,6 +172,20 @@ class StreamResult:
         self.web_search_requests = totals.pop("web_search_requests")
         self.web_fetch_requests = totals.pop("web_fetch_requests")
         self.usage = totals
+
+    def produced(self) -> str:
+        """Everything the model wrote so far, thinking included (what it is billed for)."""
+        return "".join(self._thought) + "".join(self._parts)
+
+    def stopped(self, output_tokens: int) -> None:
+        """A person stopped the stream: the API never sent its final usage, so the output is
+        counted from what was produced (`output_tokens`, an estimate) unless more was
+        reported; the input is what `message_start` reported."""
+        self.close()
+        self.stop_reason = "stopped"
+        self.error = None
+        reported = self.usage.get("output_tokens", 0)
+        self.usage = {**self.usage, "output_tokens": max(reported, output_tokens)}
 
     def close(self) -> StreamResult:
         """The stream is over: join the text and stop the clock."""

@@ -17,12 +17,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from slackbot import message_split, messages
 from slackbot.edit_budget import FIRST_TEXT, INTERMEDIATE, EditBudget, EditBudgets
+from slackbot.events import Incoming
 from slackbot.slack_calls import FINAL_ATTEMPTS, post_with_backoff, retry_after_seconds
 from slackbot.sources import Sources
 from slackbot.stream_events import (
@@ -56,6 +58,9 @@ def split_remainder(content: str, limit: int) -> tuple[str, str, str]:
 class UpdateReply:
     """The Slack side of one reply (one placeholder, maybe continuation messages)."""
 
+    #: A `chat.update` reply never ends the agent session itself (see `Reply.session_ended`).
+    session_ended = False
+
     def __init__(
         self,
         client: AsyncWebClient,
@@ -65,6 +70,8 @@ class UpdateReply:
         thread_ts: str | None,
         interval: float,
         limit: int = message_split.MESSAGE_LIMIT,
+        stop_button: dict[str, Any] | None = None,
+        sources: Sources | None = None,
     ) -> None:
         self._client = client
         self._budget = budget
@@ -80,7 +87,11 @@ class UpdateReply:
         self._offset = 0  # where the current message's part of `text` starts
         self._carry = ""  # a code fence reopened at the top of the current message
         self._dirty = asyncio.Event()
-        self._sources = Sources()
+        self._sources = sources if sources is not None else Sources()
+        #: An actions block (the Stop button) shown on the streaming message, never on a
+        #: final one; the messages carrying it now.
+        self._stop_button = stop_button
+        self._button_on: set[str] = set()
         #: What the model is doing while no answer text streams (thinking, a tool call).
         self._progress: str | None = None
         self._thinking: list[str] = []
@@ -114,8 +125,52 @@ class UpdateReply:
         budget.reply_started()
         return reply
 
+    @classmethod
+    def taking_over(
+        cls,
+        client: AsyncWebClient,
+        budget: EditBudget,
+        *,
+        channel: str,
+        thread_ts: str | None,
+        ts: str,
+        text: str,
+        interval: float,
+        sources: Sources,
+        stop_button: dict[str, Any] | None = None,
+    ) -> UpdateReply:
+        """Continue a live reply in message `ts`, which already shows `text` (a native stream
+        that Slack ended early): edits from here on, and further messages as needed."""
+        reply = cls(
+            client,
+            budget,
+            channel=channel,
+            thread_ts=thread_ts,
+            interval=interval,
+            stop_button=stop_button,
+            sources=sources,
+        )
+        reply.message_ts = [ts]
+        reply.text = text
+        reply._started = True
+        budget.reply_started()
+        reply._edited_once = True
+        reply._dirty.set()  # the next edit shows the text as it stands (and the Stop button)
+        reply._loop_task = asyncio.create_task(reply._edit_loop(), name="reply-edits")
+        return reply
+
+    async def show_from(self, text: str) -> None:
+        """Start a live reply whose first message shows `text` at once (a native stream that
+        could not start): posted now, paced edits from then on."""
+        first = message_split.close_open_fence(text[: self._limit // 2]).strip()
+        self.text = text
+        await self.start(first or messages.PLACEHOLDER)
+        self._edited_once = True
+        if text.strip() != first:
+            self._dirty.set()
+
     async def start(self, placeholder: str) -> str:
-        ts = await self._post(placeholder)
+        ts = await self._post(placeholder, live=True)
         self.message_ts.append(ts)
         self._budget.reply_started()
         self._started = True
@@ -192,7 +247,7 @@ class UpdateReply:
                 body = f"{body.rstrip()}\n\n{self._progress}" if body.strip() else self._progress
             if body.strip():
                 self._edited_once = True
-                await self._update(self.message_ts[-1], body)
+                await self._update(self.message_ts[-1], body, live=True)
         except SlackApiError as exc:
             # Held here, not in the loop: when the stream ends mid-edit, `finish` cancels the
             # loop and waits for this step, and its final must see the budget held.
@@ -213,17 +268,39 @@ class UpdateReply:
             head, prefix, raw = split_remainder(content, self._limit)
             await self._final_update(self.message_ts[-1], head)
             shown = message_split.close_open_fence(prefix + raw) or "…"
-            following = await self._next_message(shown[: self._limit])
+            following = await self._next_message(shown[: self._limit], live=True)
             self._offset = end - len(raw)
             self._carry = prefix
             self.message_ts.append(following)
 
-    async def _update(self, ts: str, body: str) -> None:
+    def _content(self, ts: str | None, body: str, live: bool) -> dict[str, Any]:
+        """What a post or an edit carries: `markdown_text`, or while the reply streams with a
+        Stop button, the same Markdown in a `markdown` block beside it (Slack takes one or
+        the other); a final edit of a message that had the button sends the block alone, so
+        the button is gone."""
+        if live and self._stop_button is not None:
+            return {
+                "text": _fallback(body),
+                "blocks": [{"type": "markdown", "text": body}, self._stop_button],
+            }
+        if ts is not None and ts in self._button_on:
+            return {"text": _fallback(body), "blocks": [{"type": "markdown", "text": body}]}
+        return {"markdown_text": body}
+
+    async def _update(self, ts: str, body: str, *, live: bool = False) -> None:
+        content = self._content(ts, body, live)
         try:
-            await self._client.chat_update(channel=self.channel, ts=ts, markdown_text=body)
+            await self._client.chat_update(channel=self.channel, ts=ts, **content)
         except SlackApiError as exc:
             log.warning("chat.update failed: %s", exc.response.get("error"))
             raise
+        self._mark_button(ts, live)
+
+    def _mark_button(self, ts: str, live: bool) -> None:
+        if live and self._stop_button is not None:
+            self._button_on.add(ts)
+        else:
+            self._button_on.discard(ts)
 
     async def _final_update(self, ts: str, body: str) -> None:
         """An edit that must land, at the budget's top priority and keeping its place in line.
@@ -245,19 +322,22 @@ class UpdateReply:
                 log.info("final edit rate-limited; waiting its turn (Retry-After %.1fs)", pause)
                 self._budget.hold(pause, sent_at=granted)
 
-    async def _post(self, body: str) -> str:
+    async def _post(self, body: str, *, live: bool = False) -> str:
         """Post a message of this reply (its placeholder, a continuation, a re-posted answer):
         without it there is nowhere to answer, so 5xx answers and network errors are retried
         with backoff, for up to a minute."""
+        content = self._content(None, body, live)
         response = await post_with_backoff(
             lambda: self._client.chat_postMessage(
-                channel=self.channel, thread_ts=self.thread_ts, markdown_text=body
+                channel=self.channel, thread_ts=self.thread_ts, **content
             ),
             what="chat.postMessage",
         )
-        return str(response["ts"])
+        ts = str(response["ts"])
+        self._mark_button(ts, live)
+        return ts
 
-    async def _next_message(self, body: str) -> str:
+    async def _next_message(self, body: str, *, live: bool = False) -> str:
         """The next message of a long reply: one it occupied before a restart, else a new one."""
         if self._spare_ts:
             ts = self._spare_ts.pop(0)
@@ -266,7 +346,7 @@ class UpdateReply:
                 return ts
             except Exception as exc:  # deleted meanwhile, refused, timed out: post instead
                 return await self._post_instead(ts, body, exc)
-        return await self._post(body)
+        return await self._post(body, live=live)
 
     async def _post_instead(self, ts: str, body: str, why: BaseException) -> str:
         """Post `body` as a new message because message `ts` could not be edited to it, then
@@ -317,6 +397,11 @@ class UpdateReply:
         if note:
             content = f"{content.rstrip()}\n\n{note}" if content.strip() else note
         pieces = message_split.split(content, self._limit) or ["…"]
+        if not self.message_ts:  # nothing was ever posted (a reply resumed before its first)
+            self.message_ts.append(await self._post(pieces[0]))
+            for piece in pieces[1:]:
+                self.message_ts.append(await self._next_message(piece))
+            return list(self.message_ts)
         ts = self.message_ts[-1]
         try:
             await self._final_update(ts, pieces[0])
@@ -330,6 +415,12 @@ class UpdateReply:
         return list(self.message_ts)
 
 
+def _fallback(body: str, limit: int = 150) -> str:
+    """The `text` that goes with blocks (notifications, screen readers): the start of it."""
+    line = " ".join(body.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 class UpdateReplies:
     """`chat.update` replies, each paced within its workspace's edit budget."""
 
@@ -337,15 +428,16 @@ class UpdateReplies:
         self._client = client
         #: Every workspace's budget (public for monitoring: how many replies and edits wait).
         self.budgets = budgets
-        self._interval = interval
+        self.interval = interval
 
-    def open(self, *, team: str, channel: str, thread_ts: str | None) -> UpdateReply:
+    def open(self, msg: Incoming, *, stop_button: dict[str, Any] | None = None) -> UpdateReply:
         return UpdateReply(
             self._client,
-            self.budgets.for_team(team),
-            channel=channel,
-            thread_ts=thread_ts,
-            interval=self._interval,
+            self.budgets.for_team(msg.team),
+            channel=msg.channel,
+            thread_ts=msg.thread_root,
+            interval=self.interval,
+            stop_button=stop_button,
         )
 
     def resume(
@@ -364,5 +456,10 @@ class UpdateReplies:
             thread_ts=thread_ts,
             message_ts=message_ts,
             text=text,
-            interval=self._interval,
+            interval=self.interval,
         )
+
+    async def reopen(
+        self, *, channel: str, thread_ts: str | None, message_ts: Sequence[str]
+    ) -> None:
+        """Nothing to do: `chat.update` messages are always editable."""

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import AsyncIterator
+
+import pytest
 
 from fakes.claude import FakeClaude, Script
 from fakes.harness import CHANNEL, DM, Harness, conversation, make_settings, start_harness
@@ -25,7 +28,7 @@ async def test_mention_gets_streamed_reply_in_thread(harness: Harness) -> None:
     ]
     posts = harness.slack.calls_to("chat.postMessage")
     assert posts[0].params["thread_ts"] == mention["ts"]
-    assert "Thinking" in posts[0].params["markdown_text"]
+    assert "Thinking" in posts[0].shown
     # streamed: edited in place more than once (intermediate + final)
     assert len(harness.slack.calls_to("chat.update")) >= 2
 
@@ -55,7 +58,23 @@ async def test_follow_up_sees_whole_thread(harness: Harness) -> None:
     ]
 
 
-async def test_dm_top_level_is_one_running_conversation(harness: Harness) -> None:
+@pytest.fixture
+async def dm_conversation(
+    slack: FakeSlack, claude: FakeClaude, db_path: str
+) -> AsyncIterator[Harness]:
+    """The bot with SLACKBOT_DM_MODE=conversation: top-level DMs are one running conversation."""
+    h, runner = await start_harness(slack, claude, db_path, dm_mode="conversation")
+    try:
+        yield h
+    finally:
+        await h.settled()
+        await runner.cleanup()
+        await h.close()
+        await h.bot.close()
+
+
+async def test_dm_top_level_is_one_running_conversation(dm_conversation: Harness) -> None:
+    harness = dm_conversation
     harness.claude.default = Script(text="Hi!")
     await harness.dm("hello")
     await harness.settled()
@@ -304,7 +323,8 @@ async def test_messages_that_are_not_a_person_speaking_are_ignored(harness: Harn
     assert harness.slack.calls_to("chat.postMessage") == []
 
 
-async def test_dm_thread_message_belongs_to_that_thread(harness: Harness) -> None:
+async def test_dm_thread_message_belongs_to_that_thread(dm_conversation: Harness) -> None:
+    harness = dm_conversation
     top = await harness.dm("top-level question")
     await harness.settled()
     await harness.dm("follow-up in a thread", thread_ts=top["ts"])

@@ -192,7 +192,7 @@ async def test_while_it_searches_the_reply_says_so_then_the_answer_replaces_it(
         root = await harness.mention("are async traits stable?")
         await harness.settled(timeout=20)
         [text] = harness.texts(CHANNEL, root["ts"])
-    shown = [c.params.get("markdown_text", "") for c in slack.calls_to("chat.update")]
+    shown = [c.shown for c in slack.calls_to("chat.update")]
     assert any("Searching the web for “rust async traits”" in s for s in shown)
     # the switches are not held by the 5-second edit interval
     assert len(shown) >= 3
