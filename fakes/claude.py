@@ -1101,6 +1101,7 @@ class FakeClaude(LocalServer):
             "first_text_at": None,
             "tool_call_at": None,
             "end_at": None,
+            "disconnected_at": None,
             "ttft": script.ttft,
             "last_text": _last_user_text(body)[-2000:],
         }
@@ -1186,8 +1187,9 @@ class FakeClaude(LocalServer):
             self._finished(body, usage, reply)
             await response.write_eof()
         except ConnectionResetError:
-            # The client went away mid-stream (it stopped reading or was cancelled).
-            pass
+            # The client went away mid-stream (it stopped reading or was cancelled): noticed
+            # at the next write, so at most one token's pacing after it hung up.
+            record["disconnected_at"] = time.monotonic()
         return response
 
     # -- request checks and accounting ----------------------------------------------------
