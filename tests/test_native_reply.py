@@ -4,6 +4,7 @@ thinking steps, and every fallback to chat.update when Slack's streaming gives o
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -82,7 +83,7 @@ async def test_the_stream_starts_with_the_first_text_and_appends_are_buffered(
     assert start.at - first["first_text_at"] < 0.2
     appends = harness.slack.calls_to("chat.appendStream")
     assert appends, "a reply this long streams in several appends"
-    gaps = [b.at - a.at for a, b in zip(appends, appends[1:], strict=False)]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(appends)]
     assert min(gaps, default=1.0) >= 0.25, "a few appends a second at most"
     assert len(appends) <= 12
     assert harness.texts(DM, top["ts"]) == [text]

@@ -301,7 +301,7 @@ async def test_the_stop_button_stops_a_channel_reply_for_the_asker_only(
 
     # a late click (from the message as it was while streaming) does nothing
     calls = len(slack.calls)
-    [button] = [b for b in snapshot["blocks"] if b["type"] == "actions"][0]["elements"]
+    [button] = next(b for b in snapshot["blocks"] if b["type"] == "actions")["elements"]
     payload = block_actions_payload(
         snapshot, {**button, "block_id": "x"}, user="U1", response_url=f"{slack.base_url}/_r/1"
     )
@@ -316,7 +316,7 @@ async def test_a_stop_button_click_with_a_bad_signature_is_refused(harness: Harn
     mention = await harness.mention("long")
     [placeholder] = await harness.slack.wait_for(lambda: harness.replies(CHANNEL, mention["ts"]))
     message = harness.slack.messages[(CHANNEL, placeholder["ts"])]
-    [button] = [b for b in message["blocks"] if b["type"] == "actions"][0]["elements"]
+    [button] = next(b for b in message["blocks"] if b["type"] == "actions")["elements"]
     payload = block_actions_payload(
         message, {**button, "block_id": "x"}, user="U1", response_url="http://127.0.0.1:9/r"
     )
