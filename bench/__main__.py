@@ -40,7 +40,7 @@ from typing import Any
 import aiohttp
 
 from fakes.claude import reply_text
-from fakes.slack import event_callback, signed_event_request
+from fakes.slack import agent_session_stopped_event, event_callback, signed_event_request
 
 ROOT = Path(__file__).resolve().parent.parent
 SIGNING_SECRET = "bench-signing-secret"
@@ -65,10 +65,12 @@ class Sizes:
     long_stream: float
     tier3: int
     history: tuple[int, ...]
+    stops: int = 10  # natively streamed DM replies stopped mid-way
+    tier2: int = 50  # DM-thread replies started at once in one workspace
 
 
 FULL = Sizes(30, 0.5, 2.0, 20.0, 10.0, 200, 3.0, 60.0, 50, (10, 100, 1_000, 10_000))
-QUICK = Sizes(3, 0.3, 0.5, 20.0, 0.5, 10, 0.5, 3.0, 5, (10, 100))
+QUICK = Sizes(3, 0.3, 0.5, 20.0, 0.5, 10, 0.5, 3.0, 5, (10, 100), stops=2, tier2=10)
 
 
 # -- small helpers ------------------------------------------------------------------------------
@@ -300,16 +302,27 @@ class Load:
         return f"{self._base}.{self._n:06d}"
 
     def prepare(
-        self, scenario: str, count: int, *, team: str, marker: str, team_each: bool = False
+        self,
+        scenario: str,
+        count: int,
+        *,
+        team: str,
+        marker: str,
+        team_each: bool = False,
+        dm: bool = False,
     ) -> list[tuple[Sent, bytes, dict[str, str]]]:
         """Signed requests, built before the clock starts so that sending stays cheap.
 
-        `team_each` puts every event in a workspace of its own (so its own edit budget).
+        `team_each` puts every event in a workspace of its own (so its own edit budget); `dm`
+        makes them top-level DMs (answered in their own thread: natively streamed).
         """
         out = []
         for i in range(count):
             team_id = f"{team}{i:05d}" if team_each else team
-            sent = Sent(tag=f"tag-{scenario}-{i:05d}", channel=f"C{scenario.upper()}{i:05d}", ts="")
+            prefix = "D" if dm else "C"
+            sent = Sent(
+                tag=f"tag-{scenario}-{i:05d}", channel=f"{prefix}{scenario.upper()}{i:05d}", ts=""
+            )
             sent.ts = self._next_ts()
             user = f"U{(self._n % 20) + 1:05d}"
             event = {
@@ -321,6 +334,9 @@ class Load:
                 "event_ts": sent.ts,
                 "team": team_id,
             }
+            if dm:
+                event |= {"type": "message", "channel_type": "im"}
+                event["text"] = f"{marker} {sent.tag} how are things?"
             payload = event_callback(event, team_id=team_id, bot_user_id=self.h.info["bot_user_id"])
             body, headers = signed_event_request(SIGNING_SECRET, payload)
             out.append((sent, body, headers))
@@ -694,6 +710,132 @@ async def run_tools(load: Load, sizes: Sizes, rows: list[Row]) -> None:
     )
 
 
+async def _reset_slack(load: Load, **configure: Any) -> None:
+    async with load.session.post(load.h.info["slack_url"] + "/_control/reset"):
+        pass
+    if configure:
+        async with load.session.post(
+            load.h.info["slack_url"] + "/_control/configure", json=configure
+        ):
+            pass
+
+
+def _status_calls(stats: dict[str, Any], channels: set[str]) -> int:
+    methods = ("agents.sessions.setStatus", "assistant.threads.setStatus")
+    return sum(1 for c in stats["call_log"] if c["method"] in methods and c["channel"] in channels)
+
+
+async def run_native(load: Load, sizes: Sizes, rows: list[Row]) -> None:
+    """Top-level DMs, answered natively in their threads: the first text against the model's
+    first token, Slack's Stop against the moment Claude's connection closed, and Tier 2 held
+    with many replies started at once in one workspace."""
+    await _reset_slack(load)
+    # 1. Latency: each reply in a workspace of its own (its own Tier-2 minute).
+    text = reply_text(chars_for(sizes.latency_seconds))
+    await load.script("scriptnative", chars=len(text))
+    prepared = load.prepare(
+        "nat", sizes.latency_replies, team="TNAT", marker="scriptnative", team_each=True, dm=True
+    )
+    sent = await load.steady(prepared, 1 / sizes.latency_spacing)
+    replies = await load.wait_complete(sent, text, 30 + sizes.latency_seconds)
+    first_text = []
+    for reply in replies:
+        model = reply.model or {}
+        shown = _first_update(reply, text[:CHARS_PER_TOKEN])
+        if shown is not None and model.get("first_text_at"):
+            first_text.append(shown - model["first_text_at"])
+    stats = await load.slack_stats()
+    natives = sum(1 for c in stats["call_log"] if c["method"] == "chat.startStream")
+    status = _status_calls(stats, {s.channel for s in sent})
+    rows.append(
+        Row(
+            f"native DM replies ({natives}/{len(replies)} streamed): first text minus first token",
+            f"p50 {ms(pct(first_text, 50))}  p95 {ms(pct(first_text, 95))}",
+            "p50 <= 30 ms",
+            bool(first_text) and pct(first_text, 50) <= 0.030,
+        )
+    )
+    rows.append(
+        Row(
+            "  status calls per reply (setStatus; stopStream sets `active`)",
+            f"{status / max(len(replies), 1):.2f}",
+        )
+    )
+
+    # 2. Stop: long replies stopped once their stream shows, through agent_session_stopped.
+    long_text = reply_text(chars_for(20.0))
+    await load.script("scriptstop", chars=len(long_text))
+    prepared = load.prepare(
+        "stop", sizes.stops, team="TSTOP", marker="scriptstop", team_each=True, dm=True
+    )
+    stopped_at: dict[str, float] = {}
+    for (s, body, headers), i in zip(prepared, range(len(prepared)), strict=True):
+        await load.send(s, body, headers)
+        stream_ts = None
+        deadline = time.monotonic() + 10
+        while stream_ts is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            log = (await load.slack_stats())["call_log"]
+            starts = [
+                c for c in log if c["method"] == "chat.startStream" and c["channel"] == s.channel
+            ]
+            stream_ts = starts[0]["ts"] if starts else None
+        await asyncio.sleep(0.3)  # a few appends in
+        event = agent_session_stopped_event(s.channel, s.ts, "U00001", [stream_ts or ""])
+        payload = event_callback(
+            event, team_id=f"TSTOP{i:05d}", bot_user_id=load.h.info["bot_user_id"]
+        )
+        stop_body, stop_headers = signed_event_request(SIGNING_SECRET, payload)
+        stopped_at[s.tag] = time.monotonic()
+        async with load.session.post(
+            load.h.bot_url + "/slack/events", data=stop_body, headers=stop_headers
+        ) as response:
+            await response.read()
+    await asyncio.sleep(1.5)
+    timeline = (await load.claude_stats())["timeline"]
+    closed = []
+    for entry in timeline:
+        found = re.search(r"tag-stop-\d+", entry["last_text"])
+        if found and entry.get("disconnected_at") and found.group(0) in stopped_at:
+            closed.append(entry["disconnected_at"] - stopped_at[found.group(0)])
+    rows.append(
+        Row(
+            f"Stop (agent_session_stopped) -> Claude connection closed ({len(closed)}/"
+            f"{len(prepared)})",
+            f"p50 {ms(pct(closed, 50))}  max {ms(max(closed, default=float('nan')))}",
+            "p50 <= 300 ms, max <= 1 s",
+            len(closed) == len(prepared) and pct(closed, 50) <= 0.300 and max(closed) <= 1.0,
+        )
+    )
+
+    # 3. Tier 2: many DM-thread replies at once in one workspace, the fake enforcing 20/min.
+    await _reset_slack(load, stream_start_stop_per_minute=20, minute_seconds=60)
+    burst_text = reply_text(chars_for(sizes.burst_stream))
+    await load.script("scripttier2", chars=len(burst_text))
+    prepared = load.prepare("two", sizes.tier2, team="TTWO", marker="scripttier2", dm=True)
+    t0 = time.monotonic()
+    sent = await load.burst(prepared)
+    replies = await load.wait_complete(sent, burst_text, 120, poll=0.5)
+    stats = await load.slack_stats()
+    limited = sum(
+        stats["errors"].get(m, {}).get("ratelimited", 0)
+        for m in ("chat.startStream", "chat.stopStream")
+    )
+    natives = stats["calls"].get("chat.startStream", 0)
+    done = [r for r in replies if r.complete and r.final_at]
+    last = max((r.final_at or 0) for r in done) - t0 if done else float("nan")
+    rows.append(
+        Row(
+            f"{sizes.tier2} DM-thread replies at once, fake enforcing Tier 2 (20/min)",
+            f"{len(done)}/{len(sent)} complete, {natives} native; last after {ms(last)}; "
+            f"{limited} x 429 on start/stop",
+            "all complete, no 429 on startStream",
+            len(done) == len(sent) and limited == 0,
+        )
+    )
+    await _reset_slack(load, stream_start_stop_per_minute=None)
+
+
 async def run_tier3(load: Load, sizes: Sizes, rows: list[Row], burst_text: str) -> None:
     """50 at once against a fake Slack enforcing Tier 3 on chat.update (50 a minute, then 429)."""
     async with load.session.post(load.h.info["slack_url"] + "/_control/reset"):
@@ -856,6 +998,7 @@ async def main_async(sizes: Sizes) -> int:
                 extra["startup"] = h.startup_seconds
                 load = Load(h, session)
                 # First: the Tier-3 scenario inside run_live leaves the fake Slack enforcing it.
+                await run_native(load, sizes, rows)
                 await run_tools(load, sizes, rows)
                 await run_live(h, load, sizes, rows, extra)
         finally:

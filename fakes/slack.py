@@ -534,7 +534,7 @@ class FakeSlack(LocalServer):
                     "method": c.method,
                     "at": c.at,
                     "error": c.error,
-                    "channel": c.params.get("channel"),
+                    "channel": c.params.get("channel") or c.params.get("channel_id"),
                     "ts": c.params.get("ts") or (c.response or {}).get("ts"),
                     "thread_ts": c.params.get("thread_ts"),
                 }
