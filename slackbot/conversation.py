@@ -259,7 +259,7 @@ class Conversations:
                 channel=channel,
                 user=user,
                 thread_ts=thread_ts,
-                markdown_text=messages.STOP_NOT_YOURS,
+                text=messages.STOP_NOT_YOURS,
             )
         except Exception as exc:
             log.info("could not tell %s they can't stop this reply: %r", user, exc)

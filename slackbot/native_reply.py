@@ -301,12 +301,16 @@ class NativeReply:
     async def _stream_loop(self) -> None:
         while self._delegate is None:
             await self._dirty.wait()
+            granted: float | None = None
             if self._ts is not None:  # the first content goes out at once
                 wait = self._last_call + self._interval - time.monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)
+                # Waited for here, not in the step: the finish cancels this wait, but lets a
+                # step that is under way complete.
+                granted = await self._streams.appends.acquire(INTERMEDIATE, self._last_call)
             self._dirty.clear()
-            self._in_flight = asyncio.ensure_future(self._step())
+            self._in_flight = asyncio.ensure_future(self._step(granted))
             try:
                 await asyncio.shield(self._in_flight)
             except Exception as exc:  # the next step (or the finish) tries again
@@ -331,7 +335,7 @@ class NativeReply:
     def _task_bytes(self, tasks: list[dict[str, Any]]) -> int:
         return sum(_bytes(json.dumps(task)) for task in tasks)
 
-    async def _step(self) -> None:
+    async def _step(self, granted: float | None) -> None:
         end = len(self._text)
         tail = self._text[self._sent : end]
         tasks = list(self._tasks.values())
@@ -344,7 +348,7 @@ class NativeReply:
         if _bytes(tail) > room or self._msg_tasks + len(tasks) > TASK_BUDGET:
             await self._seal(end, tail, tasks, room)
             return
-        await self._append(end, tail, tasks)
+        await self._append(end, tail, tasks, granted)
 
     async def _open_stream(self, end: int, tail: str, tasks: list[dict[str, Any]]) -> None:
         """The first content of a message: a new stream if the workspace has room for one
@@ -400,8 +404,11 @@ class NativeReply:
             if self._tasks.get(task["id"]) is task:
                 del self._tasks[task["id"]]
 
-    async def _append(self, end: int, tail: str, tasks: list[dict[str, Any]]) -> None:
-        granted = await self._streams.appends.acquire(INTERMEDIATE, self._last_call)
+    async def _append(
+        self, end: int, tail: str, tasks: list[dict[str, Any]], granted: float | None
+    ) -> None:
+        if granted is None:  # a stream opened since the loop last waited
+            granted = await self._streams.appends.acquire(INTERMEDIATE, self._last_call)
         assert self._ts is not None
         try:
             await self._client.chat_appendStream(
