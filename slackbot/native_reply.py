@@ -154,8 +154,6 @@ class NativeReply:
         self._loop_task: asyncio.Task[None] | None = None
         #: The reply's end set the agent session back to `active` (stopStream's session_status).
         self.session_ended = False
-        #: When the first content reached Slack (monotonic), for the benchmark and the log.
-        self.first_shown_at: float | None = None
 
     # -- the Reply interface --------------------------------------------------------------
 
@@ -377,8 +375,6 @@ class NativeReply:
             await self._hand_over(None)
             return
         self._ts = str(response["ts"])
-        if self.first_shown_at is None:
-            self.first_shown_at = time.monotonic()
         self._msg_bytes = _bytes(text) + self._task_bytes(tasks)
         self._msg_tasks = len(tasks)
         self._shown = text
@@ -538,8 +534,6 @@ class NativeReply:
         for piece in pieces:
             response = await post_with_backoff(self._poster(piece), what="chat.postMessage")
             self._sealed.append(str(response["ts"]))
-            if self.first_shown_at is None:
-                self.first_shown_at = time.monotonic()
 
     def _poster(self, body: str) -> Callable[[], Awaitable[Any]]:
         return lambda: self._client.chat_postMessage(
@@ -585,5 +579,3 @@ class NativeReply:
         )
         self._delegate = delegate
         await delegate.show_from(text)
-        if self.first_shown_at is None:
-            self.first_shown_at = time.monotonic()

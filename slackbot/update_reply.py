@@ -120,6 +120,9 @@ class UpdateReply:
         reply = cls(client, budget, channel=channel, thread_ts=thread_ts, interval=interval)
         reply.message_ts = list(message_ts[:1])
         reply._spare_ts = list(message_ts[1:])
+        # Any of them may still carry the Stop button it had while streaming: the final edits
+        # replace their blocks, so no button outlives the crash.
+        reply._button_on = set(message_ts)
         reply.text = text
         reply._started = True
         budget.reply_started()

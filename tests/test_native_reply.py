@@ -251,3 +251,68 @@ async def test_searches_show_as_thinking_steps_with_the_cited_urls(
         text = h.texts(DM, top["ts"])[0]
         assert text.startswith("Mild and sunny [1](https://example.org/lisbon).")
         assert "Sources" in text
+
+
+async def test_a_stream_slack_ended_before_the_stop_is_finished_with_chat_update(
+    harness: Harness,
+) -> None:
+    harness.claude.default = Script(text="The end arrives.", tokens_per_second=200)
+    harness.slack.fail_next("chat.stopStream", "message_not_in_streaming_state")
+    top = await harness.dm("hi")
+    await harness.settled()
+    assert harness.texts(DM, top["ts"]) == ["The end arrives."]
+    [update] = harness.slack.calls_to("chat.update")
+    assert update.params["ts"] == harness.slack.calls_to("chat.startStream")[0].response["ts"]  # type: ignore[index]
+    assert harness.slack.session_status(DM, top["ts"]) == "active"
+
+
+async def test_a_start_that_fails_on_slacks_side_is_not_remembered(harness: Harness) -> None:
+    harness.claude.default = Script(text="Whole.")
+    harness.slack.fail_next("chat.startStream", "internal_error", status=500, times=3)
+    first = await harness.dm("one")
+    await harness.settled()
+    second = await harness.dm("two")
+    await harness.settled()
+    assert harness.texts(DM, first["ts"]) == ["Whole."]
+    assert harness.texts(DM, second["ts"]) == ["Whole."]
+    assert harness.slack.calls_to("chat.startStream")[-1].error is None, "tried again"
+
+
+async def test_a_stream_that_goes_idle_too_long_continues_with_chat_update(
+    slack: FakeSlack, claude: FakeClaude, db_path: str
+) -> None:
+    slack.stream_idle_ttl = 0.5  # Slack's idle expiry, shrunk
+    claude.default = Script(
+        blocks=[
+            Text("Let me look that up. "),
+            ServerToolUse("web_search", {"query": "slow"}),
+            WebSearchResult([{"url": "https://example.org/", "title": "Ex"}], seconds=1.0),
+            Text("Found it."),
+        ],
+        tokens_per_second=200,
+    )
+    async with bot(slack, claude, db_path) as h:
+        top = await h.dm("look it up")
+        await h.settled()
+        [text] = h.texts(DM, top["ts"])
+        assert text.startswith("Let me look that up.") and "Found it." in text
+        assert any(c.error == "message_not_in_streaming_state" for c in slack.calls)
+        assert slack.calls_to("chat.update")
+
+
+async def test_many_dm_replies_at_once_stay_within_tier_2(
+    slack: FakeSlack, claude: FakeClaude, db_path: str
+) -> None:
+    slack.stream_start_stop_per_minute = 20  # Slack's Tier 2, enforced
+    claude.default = Script(text="Short and sweet.", ttft=0.3, tokens_per_second=100)
+    async with bot(slack, claude, db_path) as h:
+        tops = [await h.dm(f"question {i}") for i in range(25)]
+        await h.settled(timeout=30)
+        for top in tops:
+            assert h.texts(DM, top["ts"]) == ["Short and sweet."]
+        starts = slack.calls_to("chat.startStream")
+        assert 0 < len(starts) <= 9
+        limited = [c for c in slack.calls if c.method.endswith("Stream") and c.error]
+        assert limited == [], "no start or stop refused"
+        # the others were chat.update replies: a placeholder each
+        assert len(slack.calls_to("chat.postMessage")) == 25 - len(starts)

@@ -19,7 +19,7 @@ from slackbot import messages
 from slackbot.config import load_settings
 from slackbot.errors import ConfigError
 from slackbot.sqlite_store import SqliteStore
-from slackbot.stopping import STOP_ACTION
+from slackbot.stopping import STOP_ACTION, stop_block
 
 
 @contextlib.asynccontextmanager
@@ -342,3 +342,30 @@ async def test_a_stop_before_claude_answers_stops_that_reply_only(harness: Harne
     assert texts == ["Slow to start.", messages.STOPPED]
     assert len(harness.claude.requests) == 1
     assert queued["ts"] != first["ts"]
+
+
+async def test_recovery_removes_the_stop_button_a_crash_left(
+    slack: FakeSlack, claude: FakeClaude, db_path: str
+) -> None:
+    root = slack.add_user_message(CHANNEL, "U1", "<@UBOT> write")
+    client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+    posted = await client.chat_postMessage(
+        channel=CHANNEL,
+        thread_ts=root["ts"],
+        text="Half",
+        blocks=[{"type": "markdown", "text": "Half"}, stop_block(root["ts"])],
+    )
+    store = await SqliteStore.open(db_path)
+    conversation_id = await store.claim_conversation(
+        "Ev1", CHANNEL, root["ts"], team="T1", thread_root=root["ts"], idle_seconds=0
+    )
+    assert conversation_id is not None
+    reply = await store.begin_reply(
+        conversation_id, answers_ts=root["ts"], channel=CHANNEL, first_ts=posted["ts"]
+    )
+    await store.update_reply(reply, text="Half", message_ts=[posted["ts"]], status="streaming")
+    await store.close()
+    async with bot(slack, claude, db_path):
+        message = slack.messages[(CHANNEL, posted["ts"])]
+        assert not any(b["type"] == "actions" for b in message["blocks"] or [])
+        assert "restarted" in slack.final_text(CHANNEL, posted["ts"])
