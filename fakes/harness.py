@@ -7,17 +7,20 @@ bot's own aiohttp server, Web API calls to `FakeSlack`, streamed Messages API ca
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
+import psycopg
 from aiohttp import web
 
 from fakes.claude import FakeClaude
 from fakes.slack import FakeSlack, event_callback, message_event, signed_event_request
 from slackbot.config import Settings, load_settings
-from slackbot.server import Bot, create_bot, web_app
-from slackbot.sqlite_store import SqliteStore
+from slackbot.server import Bot, create_bot, open_store, web_app
 
 SIGNING_SECRET = "test-signing-secret"
 #: How the bot's per-mention context block starts (see `slackbot.request_context`).
@@ -68,6 +71,16 @@ class Harness:
         self.url = url
         self.session = aiohttp.ClientSession()
         self.expected = 0  # deliveries the bot should take through Conversations.handle
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query (`?` placeholders) on the bot's database, whichever it
+        is: what a test checks was stored, from outside the store's own code."""
+        url = self.bot.settings.database_url
+        if url:
+            with psycopg.connect(url) as conn:
+                return list(conn.execute(sql.replace("?", "%s"), params).fetchall())
+        with contextlib.closing(sqlite3.connect(self.bot.settings.db_path)) as db:
+            return list(db.execute(sql, params).fetchall())
 
     async def post_event(
         self,
@@ -176,7 +189,7 @@ async def start_harness(
     **overrides: Any,
 ) -> tuple[Harness, web.AppRunner]:
     settings = make_settings(slack, claude, db_path, **overrides)
-    store = await SqliteStore.open(db_path)
+    store = await open_store(settings)  # SQLite at db_path, or PostgreSQL with database_url
     bot = await create_bot(
         settings, anthropic_max_retries=0, store=store, slack_timeout=slack_timeout
     )

@@ -96,18 +96,23 @@ class PostgresServer:
             "--encoding=UTF8",
             "--no-sync",
         )
-        options = " ".join(
+        self._start()
+
+    def _options(self) -> str:
+        return " ".join(
             [
                 f"-p {self.port}",
                 "-c listen_addresses=127.0.0.1",
                 f"-c unix_socket_directories={self.root}",
                 "-c fsync=off",
-                "-c synchronous_commit=off",
                 "-c full_page_writes=off",
                 "-c max_connections=200",
             ]
         )
+
+    def _start(self) -> None:
         log = self.root / "server.log"
+        options = self._options()
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(log), "-w", "start")
 
     def stop(self) -> None:
@@ -120,8 +125,8 @@ class PostgresServer:
         self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
 
     def restart(self) -> None:
-        log = self.root / "server.log"
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(log), "-w", "start")
+        """Start again after `kill`, on the same port."""
+        self._start()
 
     def create_database(self) -> str:
         """A fresh, empty database; its URL."""

@@ -51,6 +51,8 @@ class Settings:
     slack_api_url: str = DEFAULT_SLACK_API_URL
     slack_file_hosts: tuple[str, ...] = ()
     db_path: str = "slackbot.db"
+    #: PostgreSQL instead of SQLite (many instances on one database); None: SQLite at db_path.
+    database_url: str | None = None
     port: int = 3000
     claude_model: str = DEFAULT_MODEL
     claude_model_is_default: bool = True
@@ -237,6 +239,20 @@ def _web_domains(env: Mapping[str, str]) -> tuple[tuple[str, ...], tuple[str, ..
     return allowed, blocked
 
 
+def _database_url(env: Mapping[str, str]) -> str | None:
+    """`DATABASE_URL`: a PostgreSQL URL (Heroku's `postgres://` too), or unset for SQLite."""
+    url = _optional(env, "DATABASE_URL")
+    if url is None:
+        return None
+    if not url.startswith(("postgresql://", "postgres://")):
+        scheme = url.split("://", 1)[0] if "://" in url else "no scheme"
+        raise ConfigError(
+            f"DATABASE_URL must be a postgresql:// (or postgres://) URL, not {scheme}"
+            " (unset it to use SQLite at SLACKBOT_DB)"
+        )
+    return url
+
+
 def load_settings(env: Mapping[str, str], *, need_slack: bool = True) -> Settings:
     """Build `Settings` from an environment mapping, or raise `ConfigError` naming the variable."""
     bot_token = _required(env, "SLACK_BOT_TOKEN", prefix="xoxb-") if need_slack else ""
@@ -269,6 +285,7 @@ def load_settings(env: Mapping[str, str], *, need_slack: bool = True) -> Setting
         slack_api_url=slack_api_url,
         slack_file_hosts=hosts,
         db_path=_optional(env, "SLACKBOT_DB") or _DEFAULT["db_path"],
+        database_url=_database_url(env),
         port=_integer(env, "PORT", _DEFAULT["port"], minimum=0),
         claude_model=model or DEFAULT_MODEL,
         claude_model_is_default=model is None,

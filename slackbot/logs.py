@@ -41,3 +41,7 @@ def configure(level: str) -> None:
     third_party = logging.DEBUG if level == "DEBUG" else logging.WARNING
     for noisy in THIRD_PARTY:
         logging.getLogger(noisy).setLevel(third_party)
+    # The PostgreSQL pool warns at every failed connection attempt while the database is down
+    # (two lines each, several a second); the store says what failed once, in its own words.
+    pool = logging.DEBUG if level == "DEBUG" else logging.ERROR
+    logging.getLogger("psycopg.pool").setLevel(pool)

@@ -31,6 +31,7 @@ from slackbot.edit_budget import EditBudgets
 from slackbot.errors import ConfigError
 from slackbot.model_lookup import learn_model
 from slackbot.people import People
+from slackbot.postgres_store import PostgresStore
 from slackbot.slack_files import files_info_from
 from slackbot.sqlite_store import SqliteStore
 from slackbot.store import Store
@@ -59,6 +60,13 @@ class Bot:
         await self.store.close()
 
 
+async def open_store(settings: Settings) -> Store:
+    """PostgreSQL when `DATABASE_URL` is set, else the SQLite file at `SLACKBOT_DB`."""
+    if settings.database_url:
+        return await PostgresStore.open(settings.database_url)
+    return await SqliteStore.open(settings.db_path)
+
+
 async def create_bot(
     settings: Settings,
     *,
@@ -66,7 +74,7 @@ async def create_bot(
     store: Store | None = None,
     slack_timeout: float = 60.0,
 ) -> Bot:
-    store = store or await SqliteStore.open(settings.db_path)
+    store = store or await open_store(settings)
     session = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=slack_timeout),
         # aiohttp's default of 100 connections queued half of a 200-mention burst's placeholders
