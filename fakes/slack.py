@@ -1274,8 +1274,10 @@ class FakeSocketModeServer(LocalServer):
         envelope_id: str | None = None,
         retry_attempt: int = 0,
         retry_reason: str = "",
+        type: str = "events_api",
     ) -> str:
-        """Send an ``events_api`` envelope to the connected client; returns its envelope_id."""
+        """Send an envelope (``events_api``, or ``interactive`` for a ``block_actions`` or
+        ``view_submission`` payload) to the connected client; returns its envelope_id."""
         if self._ws is None or self._ws.closed:
             raise RuntimeError("no Socket Mode client is connected")
         envelope_id = envelope_id or str(uuid.uuid4())
@@ -1283,8 +1285,8 @@ class FakeSocketModeServer(LocalServer):
             {
                 "envelope_id": envelope_id,
                 "payload": payload,
-                "type": "events_api",
-                "accept_response_payload": False,
+                "type": type,
+                "accept_response_payload": type == "interactive",
                 "retry_attempt": retry_attempt,
                 "retry_reason": retry_reason,
             }

@@ -38,6 +38,8 @@ HOME_REFRESH_SECONDS = 10.0
 #: A DM's suggested prompts are set at most this often.
 PROMPTS_REFRESH_SECONDS = 3600.0
 WEEK_SECONDS = 7 * 86400
+#: The throttles forget entries past their interval once they hold this many.
+MAX_REMEMBERED = 10_000
 
 
 def suggested_prompts(settings: Settings) -> list[dict[str, str]]:
@@ -130,6 +132,8 @@ class AppHome:
         """Take one `app_home_opened`; returns at once (the caller acknowledges)."""
         tab, user, channel = event.get("tab"), event.get("user"), event.get("channel")
         now = time.monotonic()
+        _forget_older(self._prompts_set, now - PROMPTS_REFRESH_SECONDS)
+        _forget_older(self._published, now - HOME_REFRESH_SECONDS)
         if tab == "messages" and channel:
             key = (team, str(channel))
             if now - self._prompts_set.get(key, -PROMPTS_REFRESH_SECONDS) < PROMPTS_REFRESH_SECONDS:
@@ -174,3 +178,10 @@ class AppHome:
             totals_of(today, self._prices, self._search_price),
             totals_of(week, self._prices, self._search_price),
         )
+
+
+def _forget_older(seen: dict[tuple[str, str], float], cutoff: float) -> None:
+    """Keep a throttle's memory bounded: past `MAX_REMEMBERED`, drop what no longer throttles."""
+    if len(seen) > MAX_REMEMBERED:
+        for key in [key for key, at in seen.items() if at < cutoff]:
+            del seen[key]

@@ -10,12 +10,14 @@ from typing import Any
 
 import sqlite_utils
 
-from fakes.claude import Script
-from fakes.harness import CHANNEL, DM, Harness
+from fakes.claude import FakeClaude, Script
+from fakes.harness import CHANNEL, DM, Harness, make_settings
+from fakes.slack import FakeSlack, FakeSocketModeServer, event_callback, message_event
 from slackbot import feedback
 from slackbot.cli import main
 from slackbot.feedback_report import report
 from slackbot.migrations import migrations
+from slackbot.server import create_bot, prepare, start_socket_mode
 from slackbot.sqlite_store import SqliteStore
 from slackbot.store import Vote
 from tests.test_end_to_end import long_markdown
@@ -281,3 +283,38 @@ async def test_upgrade_adds_feedback_to_an_existing_database(tmp_path) -> None:
     finally:
         await store.close()
     assert [r["vote"] for r in votes(path)] == ["good"]
+
+
+async def test_a_click_over_socket_mode_is_acked_and_kept(
+    slack: FakeSlack, claude: FakeClaude, db_path: str
+) -> None:
+    async with FakeSocketModeServer() as socket_server:
+        slack.socket_url = socket_server.url
+        settings = make_settings(slack, claude, db_path, slack_app_token=slack.app_token)
+        bot = await create_bot(settings, anthropic_max_retries=0)
+        await prepare(bot)
+        handler = await start_socket_mode(bot)
+        try:
+            await socket_server.wait_connected()
+            message = slack.add_user_message(CHANNEL, "U1", "<@UBOT> hello over a socket")
+            await socket_server.push(event_callback(message_event(message, type="app_mention")))
+            [reply] = await slack.wait_for(
+                lambda: [
+                    m
+                    for m in slack.bot_messages(CHANNEL, message["ts"])
+                    if slack.feedback_buttons(CHANNEL, m["ts"])
+                ]
+            )
+            click = slack.feedback_click(CHANNEL, reply["ts"], user="U2", good=False)
+            envelope = await socket_server.push(click, type="interactive")
+            await socket_server.wait_ack(envelope)
+            await slack.wait_for(lambda: slack.calls_to("views.open"))
+            await slack.wait_for(lambda: votes(db_path))
+            [view_id] = slack.views
+            submitted = slack.view_submission_payload(view_id, reason_values("Too vague."))
+            await socket_server.wait_ack(await socket_server.push(submitted, type="interactive"))
+            await slack.wait_for(lambda: votes(db_path)[0]["reason"] == "Too vague.")
+            assert votes(db_path)[0]["user_id"] == "U2"
+        finally:
+            await handler.close_async()
+            await bot.close()
