@@ -18,7 +18,14 @@ import psycopg
 from aiohttp import web
 
 from fakes.claude import FakeClaude
-from fakes.slack import FakeSlack, event_callback, message_event, signed_event_request
+from fakes.slack import (
+    FakeSlack,
+    app_home_opened,
+    event_callback,
+    message_event,
+    signed_event_request,
+    signed_interaction_request,
+)
 from slackbot.config import Settings, load_settings
 from slackbot.server import Bot, create_bot, open_store, web_app
 
@@ -100,6 +107,35 @@ class Harness:
         async with self.session.post(self.url, data=body, headers=headers) as response:
             await response.read()
             return response
+
+    async def post_interaction(
+        self, payload: dict[str, Any], *, secret: str = SIGNING_SECRET
+    ) -> tuple[int, bytes]:
+        """Send an interactive payload as Slack does (form-encoded, signed); returns the
+        response's status and body."""
+        body, headers = signed_interaction_request(secret, payload)
+        async with self.session.post(self.url, data=body, headers=headers) as response:
+            return response.status, await response.read()
+
+    async def click_feedback(
+        self, channel: str, ts: str, *, user: str = "U1", good: bool
+    ) -> tuple[int, bytes]:
+        """`user` clicks 👍 (`good`) or 👎 under the bot's message `ts`."""
+        return await self.post_interaction(
+            self.slack.feedback_click(channel, ts, user=user, good=good)
+        )
+
+    async def submit_view(
+        self, view_id: str, values: dict[str, dict[str, dict[str, Any]]]
+    ) -> tuple[int, bytes]:
+        """The person a modal was opened for submits it with `values`."""
+        return await self.post_interaction(self.slack.view_submission_payload(view_id, values))
+
+    async def open_app_home(
+        self, user: str = "U1", *, tab: str, channel: str = DM
+    ) -> aiohttp.ClientResponse:
+        """`user` opens the app's `tab` (`home`, `messages`); Slack sends `app_home_opened`."""
+        return await self.post_event(app_home_opened(user, tab=tab, channel=channel))
 
     async def mention(
         self,

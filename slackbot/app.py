@@ -2,7 +2,8 @@
 
 Bolt verifies request signatures (and rejects stale timestamps) and ignores the bot's own
 events. The listeners only decide *whether* a message is for the bot, turn it into an `Incoming`
-and admit it; Bolt acknowledges the event when the listener returns.
+and admit it; Bolt acknowledges the event when the listener returns. Feedback clicks, the 👎
+modal's answer and `app_home_opened` are acknowledged at once: their work runs beside the ack.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
+from slackbot import feedback
+from slackbot.app_home import AppHome
 from slackbot.config import Settings
 from slackbot.conversation import Conversations
 from slackbot.events import Incoming, incoming_from, is_person_message
@@ -22,7 +25,12 @@ log = logging.getLogger(__name__)
 
 
 def build_app(
-    settings: Settings, *, client: AsyncWebClient, conversations: Conversations
+    settings: Settings,
+    *,
+    client: AsyncWebClient,
+    conversations: Conversations,
+    desk: feedback.FeedbackDesk,
+    home: AppHome,
 ) -> AsyncApp:
     app = AsyncApp(
         client=client,
@@ -58,6 +66,22 @@ def build_app(
         if event.get("channel_type") != "im" or not is_person_message(event, context.bot_user_id):
             return
         await dispatch(incoming_from(event, body, is_dm=True), context)
+
+    @app.action(feedback.ACTION_ID)
+    async def take_feedback(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        desk.take_click(body)
+
+    @app.view(feedback.REASON_CALLBACK_ID)
+    async def take_feedback_reason(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()  # an empty answer closes the modal
+        desk.take_reason(body)
+
+    @app.event("app_home_opened")
+    async def show_app_home(
+        event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        home.opened(event, team=str(context.team_id or body.get("team_id") or ""))
 
     @app.error
     async def log_errors(error: Exception, body: dict[str, Any]) -> None:

@@ -33,6 +33,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="one row per … (default model)",
     )
     usage.add_argument("--db", help="the database file (default SLACKBOT_DB or slackbot.db)")
+    feedback = sub.add_parser(
+        "feedback",
+        help="👍/👎 counts on replies and the latest 👎 reasons, from the database",
+    )
+    feedback.add_argument(
+        "--since", default="7d", help="how far back: 30m, 24h, 7d, 2w or all (default 7d)"
+    )
+    feedback.add_argument(
+        "--by",
+        default="model",
+        choices=["channel", "user", "model"],
+        help="one row per … (default model)",
+    )
+    feedback.add_argument("--db", help="the database file (default SLACKBOT_DB or slackbot.db)")
     return parser.parse_args(argv)
 
 
@@ -57,11 +71,28 @@ def usage_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def feedback_command(args: argparse.Namespace) -> int:
+    """Print the feedback table; reads only the database, so it runs beside a live bot."""
+    from slackbot.errors import UsageError
+    from slackbot.feedback_report import report
+
+    try:
+        settings = load_settings(os.environ, need_slack=False)
+        text = report(args.db or settings.db_path, since_text=args.since, by=args.by)
+    except (ConfigError, UsageError) as exc:
+        print(f"slackbot: {exc}", file=sys.stderr)
+        return 2
+    print(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     load_dotenv(".env")  # from the working directory; real environment variables win
     if args.command == "usage":
         return usage_command(args)
+    if args.command == "feedback":
+        return feedback_command(args)
     try:
         settings = load_settings(os.environ)
     except ConfigError as exc:

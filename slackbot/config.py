@@ -81,6 +81,8 @@ class Settings:
     prices: tuple[tuple[str, float, float], ...] = ()
     #: USD per 1,000 web searches for `slackbot usage` (`"web_search"` in SLACKBOT_PRICES).
     web_search_price: float | None = None
+    #: The Messages tab's suggested prompts as (title, message); empty means the built-in ones.
+    suggested_prompts: tuple[tuple[str, str], ...] = ()
 
     @property
     def socket_mode(self) -> bool:
@@ -193,6 +195,35 @@ def _prices(env: Mapping[str, str]) -> tuple[tuple[tuple[str, float, float], ...
             " per 1,000 web searches)"
         ) from None
     return tuple(rows), search_price
+
+
+#: Slack pins at most this many suggested prompts.
+MAX_SUGGESTED_PROMPTS = 4
+
+
+def _suggested_prompts(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """`SLACKBOT_SUGGESTED_PROMPTS`: JSON, a list of 1-4 {"title": …, "message": …}."""
+    raw = env.get("SLACKBOT_SUGGESTED_PROMPTS", "").strip()
+    if not raw:
+        return ()
+    try:
+        items = json.loads(raw)
+        if not isinstance(items, list) or not 1 <= len(items) <= MAX_SUGGESTED_PROMPTS:
+            raise ValueError
+        prompts = []
+        for item in items:
+            title, message = item["title"], item["message"]
+            if not (isinstance(title, str) and isinstance(message, str)):
+                raise ValueError
+            if not title.strip() or not message.strip():
+                raise ValueError
+            prompts.append((title.strip(), message.strip()))
+    except (ValueError, TypeError, KeyError):
+        raise ConfigError(
+            "SLACKBOT_SUGGESTED_PROMPTS must be a JSON list of 1 to "
+            f'{MAX_SUGGESTED_PROMPTS} objects like {{"title": "Summarise", "message": "…"}}'
+        ) from None
+    return tuple(prompts)
 
 
 EFFORTS = ("low", "medium", "high", "xhigh", "max")
@@ -318,4 +349,5 @@ def load_settings(env: Mapping[str, str], *, need_slack: bool = True) -> Setting
         * 1024,
         prices=prices,
         web_search_price=web_search_price,
+        suggested_prompts=_suggested_prompts(env),
     )

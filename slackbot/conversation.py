@@ -26,6 +26,7 @@ from slackbot.config import Settings
 from slackbot.context_window import Fitted
 from slackbot.dedup import RecentDeliveries
 from slackbot.events import Incoming
+from slackbot.feedback import FeedbackTag
 from slackbot.history import without_refused
 from slackbot.model_lookup import ModelLimits
 from slackbot.people import People
@@ -256,11 +257,13 @@ class Conversations:
         result = StreamResult(model=self.claude.model)
         note: str | None = messages.incomplete(messages.INTERNAL)
         notice = False
+        streamed = False  # the stream was shown to its end (a bug showing it gives no buttons)
         if prepared is not None:
             try:
                 await self._stream(reply, begin, prepared, result)
                 notice = prepared.fitted.omitted and not prepared.state.trim_noticed
                 note = messages.reply_note(result, prepared.notes, context_trimmed=notice)
+                streamed = True
             except Exception:  # a bug showing an event: the reply still ends, with a note
                 log.exception("reply to %s/%s broke while streaming", msg.channel, msg.ts)
         try:
@@ -268,7 +271,8 @@ class Conversations:
         except Exception:  # the store failed: the placeholder still gets replaced
             log.exception("could not store the reply to %s/%s", msg.channel, msg.ts)
             reply_id = None
-        await self._close(reply, reply_id, result, note)
+        tag = feedback_for(reply, reply_id, result) if streamed else None
+        await self._close(reply, reply_id, result, note, tag)
         await self._upload_files(msg, result)
         if prepared is None or reply_id is None:
             return
@@ -402,7 +406,12 @@ class Conversations:
                 saved = text
 
     async def _close(
-        self, reply: Reply, reply_id: int | None, result: StreamResult, note: str | None
+        self,
+        reply: Reply,
+        reply_id: int | None,
+        result: StreamResult,
+        note: str | None,
+        feedback: FeedbackTag | None = None,
     ) -> None:
         """Store the reply, then put its final text in Slack (in that order, so a quick
         follow-up sees it). A store that fails does not hold the answer back: it goes to Slack
@@ -423,7 +432,7 @@ class Conversations:
             except Exception as exc:
                 log.warning("could not store reply %s before its final edit: %r", reply_id, exc)
         try:
-            await reply.finish(note)
+            await reply.finish(note, feedback=feedback)
         except Exception:
             log.exception("final edit failed for reply %s", reply_id)
         if reply_id is not None and (not stored or reply.message_ts != sent_to):
@@ -463,3 +472,11 @@ class Conversations:
                 log.warning("storing reply %s failed (%r); retrying in %.1fs", reply_id, exc, pause)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 8.0)
+
+
+def feedback_for(reply: Reply, reply_id: int | None, result: StreamResult) -> FeedbackTag | None:
+    """The 👍/👎 buttons' tag for a reply that ends with the model's answer; None for one that
+    broke off, was refused or has no model text (an error note is nothing to rate)."""
+    if result.error is not None or result.stop_reason == "refusal" or not reply.text.strip():
+        return None
+    return FeedbackTag(reply_id=reply_id, model=result.model)

@@ -363,3 +363,28 @@ def m011_create_documents(db: sqlite_utils.Database) -> None:
         not_null={"message_id", "position", "kind", "media_type", "data"},
     )
     db.table("documents").create_index(["message_id", "position"])
+
+
+@migrations()
+def m012_create_feedback(db: sqlite_utils.Database) -> None:
+    """People's 👍/👎 on the bot's replies: one row per person and reply message (a second
+    click, or a switch, updates it: Slack resends a click on an already-selected button), with
+    the 👎 reason from the modal, and the reply's model, channel and workspace so `slackbot
+    feedback` can group by them."""
+    db.table("feedback").create(
+        {
+            "team": str,
+            "channel": str,
+            "message_ts": str,
+            "user_id": str,
+            "reply_id": int,
+            "model": str,
+            "vote": str,
+            "reason": str,
+            "created_at": float,
+            "updated_at": float,
+        },
+        pk=("team", "channel", "message_ts", "user_id"),
+        not_null={"team", "channel", "message_ts", "user_id", "vote", "updated_at"},
+    )
+    db.table("feedback").create_index(["updated_at"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from slackbot.feedback import FeedbackTag
 from slackbot.stream_events import StreamEvent
 
 
@@ -41,8 +42,11 @@ class Reply(Protocol):
         """Show one stream event (text, progress); never waits for Slack."""
         ...
 
-    async def finish(self, note: str | None = None) -> list[str]:
-        """Put the whole final text, plus `note`, in Slack; returns every message's ts."""
+    async def finish(
+        self, note: str | None = None, *, feedback: FeedbackTag | None = None
+    ) -> list[str]:
+        """Put the whole final text, plus `note`, in Slack; returns every message's ts. With
+        `feedback`, the reply's last message carries the 👍/👎 buttons (`feedback.py`)."""
         ...
 
     async def stop(self) -> list[str]:

@@ -21,6 +21,7 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from slackbot.app import build_app
+from slackbot.app_home import AppHome
 from slackbot.attachments import Attachments
 from slackbot.channels import Channels
 from slackbot.claude import Claude
@@ -29,6 +30,7 @@ from slackbot.config import Settings
 from slackbot.conversation import Conversations
 from slackbot.edit_budget import EditBudgets
 from slackbot.errors import ConfigError
+from slackbot.feedback import FeedbackDesk
 from slackbot.model_lookup import learn_model
 from slackbot.people import People
 from slackbot.postgres_store import PostgresStore
@@ -134,7 +136,16 @@ async def create_bot(
         if "code_execution" in settings.tools
         else None,
     )
-    app = build_app(settings, client=slack, conversations=conversations)
+    home = AppHome(
+        settings,
+        client=slack,
+        store=store,
+        people=conversations.people,
+        tasks=conversations.tasks,  # drained on shutdown with the replies
+        model=lambda: conversations.claude.model,
+    )
+    desk = FeedbackDesk(slack, store, conversations.tasks)
+    app = build_app(settings, client=slack, conversations=conversations, desk=desk, home=home)
     return Bot(settings, store, session, slack, anthropic, conversations, app)
 
 

@@ -7,7 +7,9 @@ one supersedes it). Edits that must land (the final text, a full message sealed 
 reply continues in the next) take the budget's top priority: sent the moment the stream ends,
 or, after Slack refused one, in turn; a refused one holds the whole budget for `Retry-After`
 and waits its turn again. Text longer than one Slack message continues in further messages in
-the thread, split at clean boundaries by `message_split.split_first`.
+the thread, split at clean boundaries by `message_split.split_first`. A reply with feedback
+buttons carries them on its last message, its text then in a `markdown` block beside them
+(`feedback.with_buttons`).
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from slackbot import message_split, messages
 from slackbot.edit_budget import FIRST_TEXT, INTERMEDIATE, EditBudget, EditBudgets
+from slackbot.feedback import MARKDOWN_BLOCK_LIMIT, FeedbackTag, with_buttons
 from slackbot.slack_calls import FINAL_ATTEMPTS, post_with_backoff, retry_after_seconds
 from slackbot.sources import Sources
 from slackbot.stream_events import (
@@ -218,14 +222,14 @@ class UpdateReply:
             self._carry = prefix
             self.message_ts.append(following)
 
-    async def _update(self, ts: str, body: str) -> None:
+    async def _update(self, ts: str, body: str, tag: FeedbackTag | None = None) -> None:
         try:
-            await self._client.chat_update(channel=self.channel, ts=ts, markdown_text=body)
+            await self._client.chat_update(channel=self.channel, ts=ts, **_content(body, tag))
         except SlackApiError as exc:
             log.warning("chat.update failed: %s", exc.response.get("error"))
             raise
 
-    async def _final_update(self, ts: str, body: str) -> None:
+    async def _final_update(self, ts: str, body: str, tag: FeedbackTag | None = None) -> None:
         """An edit that must land, at the budget's top priority and keeping its place in line.
 
         A refusal holds the whole workspace's budget for `Retry-After` and the edit waits its
@@ -236,7 +240,7 @@ class UpdateReply:
         for attempt in range(1, FINAL_ATTEMPTS + 1):
             granted = await self._budget.acquire_final(place)
             try:
-                await self._update(ts, body)
+                await self._update(ts, body, tag)
                 return
             except SlackApiError as exc:
                 pause = retry_after_seconds(exc)
@@ -245,37 +249,39 @@ class UpdateReply:
                 log.info("final edit rate-limited; waiting its turn (Retry-After %.1fs)", pause)
                 self._budget.hold(pause, sent_at=granted)
 
-    async def _post(self, body: str) -> str:
+    async def _post(self, body: str, tag: FeedbackTag | None = None) -> str:
         """Post a message of this reply (its placeholder, a continuation, a re-posted answer):
         without it there is nowhere to answer, so 5xx answers and network errors are retried
         with backoff, for up to a minute."""
         response = await post_with_backoff(
             lambda: self._client.chat_postMessage(
-                channel=self.channel, thread_ts=self.thread_ts, markdown_text=body
+                channel=self.channel, thread_ts=self.thread_ts, **_content(body, tag)
             ),
             what="chat.postMessage",
         )
         return str(response["ts"])
 
-    async def _next_message(self, body: str) -> str:
+    async def _next_message(self, body: str, tag: FeedbackTag | None = None) -> str:
         """The next message of a long reply: one it occupied before a restart, else a new one."""
         if self._spare_ts:
             ts = self._spare_ts.pop(0)
             try:
-                await self._final_update(ts, body)
+                await self._final_update(ts, body, tag)
                 return ts
             except Exception as exc:  # deleted meanwhile, refused, timed out: post instead
-                return await self._post_instead(ts, body, exc)
-        return await self._post(body)
+                return await self._post_instead(ts, body, exc, tag)
+        return await self._post(body, tag)
 
-    async def _post_instead(self, ts: str, body: str, why: BaseException) -> str:
+    async def _post_instead(
+        self, ts: str, body: str, why: BaseException, tag: FeedbackTag | None = None
+    ) -> str:
         """Post `body` as a new message because message `ts` could not be edited to it, then
         delete `ts`: a placeholder left above the answer would say "Thinking…" forever.
 
         The delete is tried once (slack_sdk's own retries aside); a failure is only logged.
         """
         log.warning("could not edit %s (%r): posting its text as a new message", ts, why)
-        posted = await self._post(body)
+        posted = await self._post(body, tag)
         gone = isinstance(why, SlackApiError) and why.response.get("error") == "message_not_found"
         if not gone:
             try:
@@ -289,10 +295,13 @@ class UpdateReply:
 
     # -- the end ----------------------------------------------------------------------------
 
-    async def finish(self, note: str | None = None) -> list[str]:
-        """Stop streaming edits and put the full final text (plus `note`) in Slack at once."""
+    async def finish(
+        self, note: str | None = None, *, feedback: FeedbackTag | None = None
+    ) -> list[str]:
+        """Stop streaming edits and put the full final text (plus `note`) in Slack at once;
+        with `feedback`, the last message carries the 👍/👎 buttons."""
         try:
-            return await self._finish(note)
+            return await self._finish(note, feedback)
         finally:
             if self._started:
                 self._started = False
@@ -301,7 +310,7 @@ class UpdateReply:
     async def stop(self) -> list[str]:
         return await self.finish(messages.STOPPED)
 
-    async def _finish(self, note: str | None) -> list[str]:
+    async def _finish(self, note: str | None, feedback: FeedbackTag | None) -> list[str]:
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -317,17 +326,28 @@ class UpdateReply:
         if note:
             content = f"{content.rstrip()}\n\n{note}" if content.strip() else note
         pieces = message_split.split(content, self._limit) or ["…"]
+        if feedback is not None and len(pieces[-1]) > MARKDOWN_BLOCK_LIMIT:
+            # Only with a limit above the markdown block's: the last piece must fit in one.
+            pieces[-1:] = message_split.split(pieces[-1], MARKDOWN_BLOCK_LIMIT)
+        tags: list[FeedbackTag | None] = [None] * len(pieces)
+        tags[-1] = feedback
         ts = self.message_ts[-1]
         try:
-            await self._final_update(ts, pieces[0])
+            await self._final_update(ts, pieces[0], tags[0])
         except Exception as exc:
             # The placeholder can't be edited (deleted, Slack refuses the edit, the call timed
             # out or the connection broke, slack_sdk's own retries spent): the answer still has
             # to reach the thread, so it goes out as a new message.
-            self.message_ts.append(await self._post_instead(ts, pieces[0], exc))
-        for piece in pieces[1:]:
-            self.message_ts.append(await self._next_message(piece))
+            self.message_ts.append(await self._post_instead(ts, pieces[0], exc, tags[0]))
+        for piece, tag in zip(pieces[1:], tags[1:], strict=True):
+            self.message_ts.append(await self._next_message(piece, tag))
         return list(self.message_ts)
+
+
+def _content(body: str, tag: FeedbackTag | None) -> dict[str, Any]:
+    """A message's content arguments: Markdown as `markdown_text`, or, with feedback buttons,
+    in a `markdown` block beside them (the two can't be combined)."""
+    return with_buttons(body, tag) if tag is not None else {"markdown_text": body}
 
 
 class UpdateReplies:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from slackbot.errors import UsageError
+from slackbot.store import UsageSum
 
 #: USD per million (input, output) tokens, keyed by model id prefix or by model line; the
 #: longest matching id prefix wins, then the line. Public list prices when this was written:
@@ -157,11 +158,42 @@ def summarise(
     for key, model, line, count, inp, write, read, out, searches, fetches in rows:
         part = Totals(count, inp or 0, write or 0, read or 0, out or 0)
         part.web_searches, part.web_fetches = searches or 0, fetches or 0
-        price = prices.lookup(model, line)
-        part.cost = cost_of(part, price) + part.web_searches * web_search_price / 1000
-        part.unpriced = price is None and count > 0
-        groups.setdefault(str(key), Totals()).add(part)
+        groups.setdefault(str(key), Totals()).add(
+            priced(part, model, line, prices, web_search_price)
+        )
     return groups
+
+
+def priced(
+    part: Totals,
+    model: str | None,
+    line: str | None,
+    prices: PriceTable,
+    web_search_price: float = WEB_SEARCH_PER_1000,
+) -> Totals:
+    """`part` (one model's replies) with its estimated cost filled in."""
+    price = prices.lookup(model, line)
+    part.cost = cost_of(part, price) + part.web_searches * web_search_price / 1000
+    part.unpriced = price is None and part.replies > 0
+    return part
+
+
+def totals_of(
+    sums: Iterable[UsageSum], prices: PriceTable, web_search_price: float = WEB_SEARCH_PER_1000
+) -> Totals:
+    """The store's per-model sums (a person's Home tab) as one priced total."""
+    total = Totals()
+    for s in sums:
+        part = Totals(
+            s.replies,
+            s.input_tokens,
+            s.cache_creation_input_tokens,
+            s.cache_read_input_tokens,
+            s.output_tokens,
+        )
+        part.web_searches = s.web_search_requests
+        total.add(priced(part, s.model, s.line, prices, web_search_price))
+    return total
 
 
 def render(groups: dict[str, Totals], *, by: str, since_text: str) -> str:
