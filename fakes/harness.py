@@ -27,6 +27,7 @@ from fakes.slack import (
     signed_interaction_request,
 )
 from slackbot.config import Settings, load_settings
+from slackbot.db_read import to_pyformat
 from slackbot.server import Bot, create_bot, open_store, web_app
 
 SIGNING_SECRET = "test-signing-secret"
@@ -85,7 +86,7 @@ class Harness:
         url = self.bot.settings.database_url
         if url:
             with psycopg.connect(url) as conn:
-                return list(conn.execute(sql.replace("?", "%s"), params).fetchall())
+                return list(conn.execute(to_pyformat(sql), params).fetchall())
         with contextlib.closing(sqlite3.connect(self.bot.settings.db_path)) as db:
             return list(db.execute(sql, params).fetchall())
 

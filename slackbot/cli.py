@@ -14,6 +14,8 @@ from dotenv import load_dotenv
 from slackbot.config import load_settings
 from slackbot.errors import ConfigError
 
+DB_HELP = "the SQLite file or PostgreSQL URL (default DATABASE_URL, else SLACKBOT_DB)"
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="slackbot", description="Claude in Slack.")
@@ -32,7 +34,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=["channel", "user", "model", "team"],
         help="one row per … (default model)",
     )
-    usage.add_argument("--db", help="the database file (default SLACKBOT_DB or slackbot.db)")
+    usage.add_argument("--db", help=DB_HELP)
     feedback = sub.add_parser(
         "feedback",
         help="👍/👎 counts on replies and the latest 👎 reasons, from the database",
@@ -46,7 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=["channel", "user", "model"],
         help="one row per … (default model)",
     )
-    feedback.add_argument("--db", help="the database file (default SLACKBOT_DB or slackbot.db)")
+    feedback.add_argument("--db", help=DB_HELP)
     return parser.parse_args(argv)
 
 
@@ -58,7 +60,7 @@ def usage_command(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(os.environ, need_slack=False)
         text = report(
-            args.db or settings.db_path,
+            args.db or settings.database_url or settings.db_path,
             since_text=args.since,
             by=args.by,
             overrides=settings.prices,
@@ -78,7 +80,8 @@ def feedback_command(args: argparse.Namespace) -> int:
 
     try:
         settings = load_settings(os.environ, need_slack=False)
-        text = report(args.db or settings.db_path, since_text=args.since, by=args.by)
+        source = args.db or settings.database_url or settings.db_path
+        text = report(source, since_text=args.since, by=args.by)
     except (ConfigError, UsageError) as exc:
         print(f"slackbot: {exc}", file=sys.stderr)
         return 2

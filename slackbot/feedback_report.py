@@ -1,19 +1,18 @@
 """`slackbot feedback`: 👍/👎 counts per channel, person or model, and the latest 👎 reasons.
 
-Like `slackbot usage`, it reads only the database, opened read-only (WAL lets it read while the
-bot writes), and needs no Slack or Claude credentials. A vote counts from when it was last
+Like `slackbot usage`, it only reads the database (`db_read`; on SQLite, WAL lets it read while
+the bot writes) and needs no Slack or Claude credentials. A vote counts from when it was last
 cast (a switch moves it to the other column, it is never counted twice).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
+from slackbot.db_read import reading
 from slackbot.errors import UsageError
 from slackbot.usage import parse_since
 
@@ -37,38 +36,27 @@ class Summary:
     reasons: list[Reason]
 
 
-def summarise(db_path: str, *, since: float | None, by: str, now: float | None = None) -> Summary:
+def summarise(source: str, *, since: float | None, by: str, now: float | None = None) -> Summary:
+    """`source`: the SQLite file's path or the PostgreSQL URL."""
     if by not in GROUPS:
         raise UsageError(f"--by must be one of {', '.join(GROUPS)}, got {by!r}")
-    if not Path(db_path).exists():
-        raise UsageError(f"no database at {db_path}: set SLACKBOT_DB to the bot's database")
     cutoff = 0.0 if since is None else (now or time.time()) - since
     column = GROUPS[by]
-    try:
-        conn = sqlite3.connect(f"{Path(db_path).resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        raise UsageError(f"cannot open {db_path}: {exc}") from None
-    try:
-        conn.execute("PRAGMA busy_timeout=5000")
-        if not conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='feedback'"
-        ).fetchone():
+    with reading(source) as db:
+        if not db.has_table("feedback"):
             return Summary({}, [])
-        rows = conn.execute(
-            f"SELECT COALESCE({column}, '?'), SUM(vote='good'), SUM(vote='bad') FROM feedback"
+        rows = db.rows(
+            f"SELECT COALESCE({column}, '?'), SUM(CASE WHEN vote='good' THEN 1 ELSE 0 END),"
+            " SUM(CASE WHEN vote='bad' THEN 1 ELSE 0 END) FROM feedback"
             f" WHERE updated_at >= ? GROUP BY COALESCE({column}, '?')",
             [cutoff],
-        ).fetchall()
-        reasons = conn.execute(
+        )
+        reasons = db.rows(
             "SELECT updated_at, channel, user_id, model, reason FROM feedback"
             " WHERE vote='bad' AND reason IS NOT NULL AND reason != '' AND updated_at >= ?"
             " ORDER BY updated_at DESC LIMIT ?",
             [cutoff, LATEST_REASONS],
-        ).fetchall()
-    except sqlite3.Error as exc:
-        raise UsageError(f"cannot read {db_path}: {exc}") from None
-    finally:
-        conn.close()
+        )
     return Summary(
         {str(key): (int(good or 0), int(bad or 0)) for key, good, bad in rows},
         [Reason(*row) for row in reasons],
@@ -112,7 +100,7 @@ def _row(key: str, good: int, bad: int) -> tuple[str, ...]:
     return (key, f"{good:,}", f"{bad:,}", share)
 
 
-def report(db_path: str, *, since_text: str, by: str) -> str:
+def report(source: str, *, since_text: str, by: str) -> str:
     since = parse_since(since_text)
     label = "of all time" if since is None else f"of the last {since_text}"
-    return render(summarise(db_path, since=since, by=by), by=by, since_text=label)
+    return render(summarise(source, since=since, by=by), by=by, since_text=label)

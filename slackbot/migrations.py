@@ -365,7 +365,24 @@ def m011_create_documents(db: sqlite_utils.Database) -> None:
     db.table("documents").create_index(["message_id", "position"])
 
 
-@migrations()
+@step(
+    postgres="""
+    CREATE TABLE feedback (
+        team TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        message_ts TEXT COLLATE "C" NOT NULL,
+        user_id TEXT NOT NULL,
+        reply_id BIGINT,
+        model TEXT,
+        vote TEXT NOT NULL,
+        reason TEXT,
+        created_at DOUBLE PRECISION,
+        updated_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (team, channel, message_ts, user_id)
+    );
+    CREATE INDEX idx_feedback_updated_at ON feedback (updated_at);
+    """
+)
 def m012_create_feedback(db: sqlite_utils.Database) -> None:
     """People's 👍/👎 on the bot's replies: one row per person and reply message (a second
     click, or a switch, updates it: Slack resends a click on an already-selected button), with

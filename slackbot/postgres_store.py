@@ -31,6 +31,8 @@ from slackbot.store import (
     Turn,
     UnfinishedReply,
     UsageRecord,
+    UsageSum,
+    Vote,
     WindowState,
 )
 
@@ -359,6 +361,51 @@ class PostgresStore:
         await self._execute(
             f"INSERT INTO usage ({', '.join(row)}) VALUES ({', '.join(['%s'] * len(row))})",
             list(row.values()),
+        )
+
+    async def usage_of(self, team: str, user_id: str, since: float) -> list[UsageSum]:
+        rows = await self._fetch_all(
+            "SELECT model, line, COUNT(*), SUM(input_tokens),"
+            " SUM(cache_creation_input_tokens), SUM(cache_read_input_tokens),"
+            " SUM(output_tokens), SUM(web_search_requests) FROM usage"
+            " WHERE team=%s AND user_id=%s AND created_at >= %s GROUP BY model, line",
+            [team, user_id, since],
+        )
+        return [UsageSum(row[0], row[1], *(int(value or 0) for value in row[2:])) for row in rows]
+
+    # -- feedback ---------------------------------------------------------------------------
+
+    async def record_vote(self, vote: Vote) -> None:
+        await self._upsert_vote(vote, None)
+
+    async def record_vote_reason(self, vote: Vote, reason: str) -> None:
+        await self._upsert_vote(vote, reason)
+
+    async def _upsert_vote(self, vote: Vote, reason: str | None) -> None:
+        """One row per person and reply message, whatever order clicks and reasons arrive in
+        (see `SqliteStore._upsert_vote`: the same statement)."""
+        now = time.time()
+        await self._execute(
+            "INSERT INTO feedback (team, channel, message_ts, user_id, reply_id, model, vote,"
+            " reason, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (team, channel, message_ts, user_id) DO UPDATE SET"
+            " vote=excluded.vote, updated_at=excluded.updated_at,"
+            " reply_id=COALESCE(excluded.reply_id, feedback.reply_id),"
+            " model=COALESCE(excluded.model, feedback.model),"
+            " reason=CASE WHEN excluded.reason IS NOT NULL THEN excluded.reason"
+            " WHEN excluded.vote='bad' THEN feedback.reason ELSE NULL END",
+            [
+                vote.team,
+                vote.channel,
+                vote.message_ts,
+                vote.user_id,
+                vote.reply_id,
+                vote.model,
+                vote.vote,
+                reason,
+                now,
+                now,
+            ],
         )
 
     # -- recovery ---------------------------------------------------------------------------

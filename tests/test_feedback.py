@@ -20,17 +20,13 @@ from slackbot.migrations import migrations
 from slackbot.server import create_bot, prepare, start_socket_mode
 from slackbot.sqlite_store import SqliteStore
 from slackbot.store import Vote
+from tests.databases import open_at, rows_at
 from tests.test_end_to_end import long_markdown
 from tests.test_store import old_database
 
 
-def votes(db_path: str) -> list[dict[str, Any]]:
-    conn = sqlite3.connect(db_path)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute("SELECT * FROM feedback ORDER BY created_at")]
-    finally:
-        conn.close()
+def votes(source: str) -> list[dict[str, Any]]:
+    return rows_at(source, "SELECT * FROM feedback ORDER BY created_at")
 
 
 def reply_ids(db_path: str) -> list[int]:
@@ -186,15 +182,15 @@ async def test_unsigned_or_forged_clicks_are_refused(harness: Harness) -> None:
     assert harness.slack.calls_to("views.open") == []
 
 
-async def test_store_keeps_one_row_per_person_and_message(db_path: str) -> None:
-    store = await SqliteStore.open(db_path)
+async def test_store_keeps_one_row_per_person_and_message(source: str) -> None:
+    store = await open_at(source)
     try:
         vote = Vote("T1", "C1", "1.000001", "U1", "bad", reply_id=7, model="claude-x")
         await store.record_vote_reason(vote, "too long")  # the reason can land first
         await store.record_vote(vote)
-        assert [(r["vote"], r["reason"]) for r in votes(db_path)] == [("bad", "too long")]
+        assert [(r["vote"], r["reason"]) for r in votes(source)] == [("bad", "too long")]
         await store.record_vote(Vote("T1", "C1", "1.000001", "U1", "good"))
-        [row] = votes(db_path)
+        [row] = votes(source)
         assert (row["vote"], row["reason"], row["reply_id"], row["model"]) == (
             "good",
             None,
@@ -209,7 +205,7 @@ async def test_store_keeps_one_row_per_person_and_message(db_path: str) -> None:
 
 
 async def seeded(db_path: str) -> None:
-    store = await SqliteStore.open(db_path)
+    store = await open_at(db_path)
     try:
         await store.record_vote(Vote("T1", "C1", "1.1", "U1", "good", 1, "claude-sonnet-5-5"))
         await store.record_vote(Vote("T1", "C1", "1.1", "U2", "good", 1, "claude-sonnet-5-5"))
@@ -221,9 +217,9 @@ async def seeded(db_path: str) -> None:
         await store.close()
 
 
-async def test_feedback_report_counts_per_group_with_latest_reasons(db_path: str) -> None:
-    await seeded(db_path)
-    text = report(db_path, since_text="7d", by="model")
+async def test_feedback_report_counts_per_group_with_latest_reasons(source: str) -> None:
+    await seeded(source)
+    text = report(source, since_text="7d", by="model")
     lines = text.splitlines()
     assert lines[0].split() == ["model", "👍", "👎", "👎", "share"]
     assert lines[2].split() == ["claude-sonnet-5-5", "2", "1", "33%"]
@@ -232,9 +228,9 @@ async def test_feedback_report_counts_per_group_with_latest_reasons(db_path: str
     assert "Latest 👎 reasons" in text
     assert "C2  U1  claude-opus-5-5" in text and "  Wrong year given." in text
 
-    by_user = report(db_path, since_text="all", by="user")
+    by_user = report(source, since_text="all", by="user")
     assert any(line.split() == ["U2", "1", "1", "50%"] for line in by_user.splitlines())
-    by_channel = report(db_path, since_text="30m", by="channel")
+    by_channel = report(source, since_text="30m", by="channel")
     assert any(line.split() == ["C1", "2", "0", "0%"] for line in by_channel.splitlines())
 
 
