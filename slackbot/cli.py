@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     from slackbot import logs
     from slackbot.server import serve
 
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve(settings))
