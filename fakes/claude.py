@@ -988,12 +988,20 @@ class FakeClaude(LocalServer):
 
     async def _handle_get_model(self, request: web.Request) -> web.Response:
         model_id = request.match_info["model_id"]
+        try:
+            self._check_auth(request)  # the Models API refuses a wrong key like the others
+        except ApiError as e:
+            return _error_response(e, f"req_fake{next(self._ids):012d}")
         if model_id not in self.models:
             error = ApiError(404, f"model: {model_id}")
             return _error_response(error, f"req_fake{next(self._ids):012d}")
         return web.json_response(self.models[model_id])
 
     async def _handle_list_models(self, request: web.Request) -> web.Response:
+        try:
+            self._check_auth(request)
+        except ApiError as e:
+            return _error_response(e, f"req_fake{next(self._ids):012d}")
         query = request.query
         with_retired = any("retired" in v for k, v in query.items() if k.startswith("lifecycle"))
         models = sorted(

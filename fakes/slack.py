@@ -33,6 +33,7 @@ from aiohttp.web_request import FileField
 from slack_sdk.signature import SignatureVerifier
 
 from fakes.server import HOST, LocalServer
+from slackbot.scopes import BOT_SCOPES
 
 TEXT_LIMIT = 4000
 MARKDOWN_TEXT_LIMIT = 12000
@@ -142,6 +143,10 @@ class FakeSlack(LocalServer):
         super().__init__()
         self.bot_token = bot_token
         self.app_token = "xapp-test-token"
+        #: What Slack sends back as ``x-oauth-scopes`` on every call made with the bot token
+        #: (the app token's is ``connections:write``): the manifest's scopes unless a test
+        #: takes some away; None sends no such header (a proxy that strips it).
+        self.scopes: list[str] | None = list(BOT_SCOPES)
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
         self.team_id = team_id
@@ -561,9 +566,17 @@ class FakeSlack(LocalServer):
             body = handler(params)
             if not isinstance(body, dict):
                 body = await body
-            return 200, {}, body
+            return 200, self._scope_headers(method), body
         except SlackError as e:
             return e.status, e.headers, {"ok": False, "error": e.error}
+
+    def _scope_headers(self, method: str) -> dict[str, str]:
+        """Slack names the token's granted scopes on every answer to an authenticated call."""
+        if method == "apps.connections.open":
+            return {"x-oauth-scopes": "connections:write"}
+        if self.scopes is None:
+            return {}
+        return {"x-oauth-scopes": ",".join(self.scopes)}
 
     def _take_update_slot(self) -> None:
         """Tier 3: at most ``chat_update_per_minute`` updates in any sliding minute."""

@@ -49,7 +49,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="one row per … (default model)",
     )
     feedback.add_argument("--db", help=DB_HELP)
+    sub.add_parser(
+        "check",
+        help="check the settings, tokens and scopes, model and database; exit 0 if all pass",
+    )
     return parser.parse_args(argv)
+
+
+def check_command() -> int:
+    """Print one row per check; 0 only when every one passes (1 otherwise)."""
+    from slackbot.doctor import Result, fail, ok, run_checks, table
+
+    try:
+        settings = load_settings(os.environ)
+    except ConfigError as exc:
+        print(table([fail("settings", str(exc))]))
+        return 1
+    from slackbot import logs
+
+    # The rows say what went wrong; the lookups' own warnings would only repeat them.
+    logs.configure("ERROR", settings.log_format)
+    mode = "Socket Mode" if settings.socket_mode else f"HTTP mode on port {settings.port}"
+    results: list[Result] = [ok("settings", f"loaded ({mode})")]
+    results += asyncio.run(run_checks(settings))
+    print(table(results))
+    return 0 if all(result.passed for result in results) else 1
 
 
 def usage_command(args: argparse.Namespace) -> int:
@@ -96,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         return usage_command(args)
     if args.command == "feedback":
         return feedback_command(args)
+    if args.command == "check":
+        return check_command()
     try:
         settings = load_settings(os.environ)
     except ConfigError as exc:
@@ -104,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     from slackbot import logs
     from slackbot.server import serve
 
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve(settings))

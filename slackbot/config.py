@@ -65,6 +65,11 @@ class Settings:
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     claude_read_timeout: float = 90.0
     log_level: str = "INFO"
+    #: `text` (lines for people) or `json` (one object per line, for a log pipeline).
+    log_format: str = "text"
+    #: Socket Mode has no HTTP listener: this port serves `/metrics` and `/healthz` (in HTTP
+    #: mode as well as `PORT`). None: no such listener.
+    metrics_port: int | None = None
     #: Claude's effort setting (`output_config.effort`); None sends none (the model's default).
     claude_effort: str | None = None
     #: Claude's server tools the bot offers, in the order given.
@@ -132,6 +137,16 @@ def _integer(env: Mapping[str, str], name: str, default: int, *, minimum: int) -
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
     return value
+
+
+def _port(env: Mapping[str, str], name: str) -> int | None:
+    """A TCP port to listen on, or None when unset."""
+    if not _optional(env, name):
+        return None
+    port = _integer(env, name, 0, minimum=1)
+    if port > 65535:
+        raise ConfigError(f"{name} must be a port number (1-65535), got {port}")
+    return port
 
 
 def _url(env: Mapping[str, str], name: str, default: str | None) -> str | None:
@@ -227,6 +242,7 @@ def _suggested_prompts(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
 
 
 EFFORTS = ("low", "medium", "high", "xhigh", "max")
+LOG_FORMATS = ("text", "json")
 TOOLS = ("web_search", "web_fetch", "code_execution")
 
 
@@ -336,6 +352,8 @@ def load_settings(env: Mapping[str, str], *, need_slack: bool = True) -> Setting
             env, "SLACKBOT_CLAUDE_READ_TIMEOUT", _DEFAULT["claude_read_timeout"], minimum=0.1
         ),
         log_level=(_optional(env, "SLACKBOT_LOG_LEVEL") or _DEFAULT["log_level"]).upper(),
+        log_format=_choice(env, "SLACKBOT_LOG_FORMAT", LOG_FORMATS) or _DEFAULT["log_format"],
+        metrics_port=_port(env, "SLACKBOT_METRICS_PORT"),
         claude_effort=_choice(env, "CLAUDE_EFFORT", EFFORTS),
         tools=_tools(env),
         web_search_max_uses=_integer(

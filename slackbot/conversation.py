@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ from slackbot.dedup import RecentDeliveries
 from slackbot.events import Incoming
 from slackbot.feedback import FeedbackTag
 from slackbot.history import without_refused
+from slackbot.metrics import Metrics
 from slackbot.model_lookup import ModelLimits
 from slackbot.people import People
 from slackbot.reply import Replies, Reply
@@ -88,6 +90,7 @@ class Conversations:
     recent: RecentDeliveries = field(default_factory=RecentDeliveries)
     #: Messages taken through `handle` so far (answered, duplicate or failed): for monitoring.
     handled: int = 0
+    metrics: Metrics = field(default_factory=Metrics)
 
     def __post_init__(self) -> None:
         if self.limits is None:
@@ -175,6 +178,7 @@ class Conversations:
                 return
             if conversation_id is None:
                 log.info("duplicate delivery of %s/%s ignored", msg.channel, msg.ts)
+                self.metrics.events_deduplicated.inc()
                 return
             if msg.is_reset:
                 await self._reset(msg)
@@ -250,6 +254,7 @@ class Conversations:
             await starting
         except Exception:  # Slack refused even this: there is nowhere to answer
             log.exception("could not post a placeholder for %s/%s", msg.channel, msg.ts)
+            self.metrics.replies.labels("not_posted").inc()
             await asyncio.gather(begin, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await self.store.forget_pending(msg.channel, msg.ts)
@@ -435,6 +440,13 @@ class Conversations:
             await reply.finish(note, feedback=feedback)
         except Exception:
             log.exception("final edit failed for reply %s", reply_id)
+        self.metrics.reply_closed(
+            status,
+            result,
+            started_at=reply.started_at,
+            first_text_at=reply.first_text_at,
+            ended_at=time.monotonic(),
+        )
         if reply_id is not None and (not stored or reply.message_ts != sent_to):
             await self._store_final(
                 reply_id, reply, status, result.stop_reason, retry_for=FINAL_STORE_SECONDS

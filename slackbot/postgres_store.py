@@ -94,6 +94,8 @@ class PostgresStore:
 
     url: str
     _pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = field(repr=False)
+    #: The migration steps this open applied (empty: the schema was up to date).
+    _migrated: list[str] = field(default_factory=list, repr=False)
 
     @classmethod
     async def open(
@@ -129,7 +131,7 @@ class PostgresStore:
 
     def _migrate_sync(self) -> None:
         with psycopg.connect(self.url, connect_timeout=ATTEMPT_SECONDS) as conn:
-            applied = apply_migrations(conn)
+            applied = self._migrated = apply_migrations(conn)
             if applied:
                 log.info("database migrated: %s", ", ".join(applied))
             cutoff = time.time() - EVENT_RETENTION_SECONDS
@@ -139,6 +141,23 @@ class PostgresStore:
 
     async def close(self) -> None:
         await self._pool.close()
+
+    async def migrated_now(self) -> list[str]:
+        """The steps this start applied (for `slackbot check`)."""
+        return list(self._migrated)
+
+    async def can_write(self) -> bool:
+        """Whether this user may write the bot's tables: a write, rolled back."""
+        try:
+            async with self._pool.connection() as conn, conn.transaction(force_rollback=True):
+                await conn.execute(
+                    "INSERT INTO events (event_id, received_at) VALUES ('slackbot-check', 0)"
+                    " ON CONFLICT DO NOTHING"
+                )
+        except psycopg.Error as exc:
+            log.warning("database: a test write failed: %s", _reason(exc))
+            return False
+        return True
 
     async def healthy(self, timeout: float = HEALTH_TIMEOUT) -> bool:
         try:

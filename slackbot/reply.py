@@ -30,6 +30,16 @@ class Reply(Protocol):
         """The Slack messages the answer occupies so far, first to last."""
         ...
 
+    @property
+    def started_at(self) -> float | None:
+        """When `start` was called (monotonic clock); None for a reply resumed after a crash."""
+        ...
+
+    @property
+    def first_text_at(self) -> float | None:
+        """When the answer's first text became visible in Slack (monotonic clock), if it has."""
+        ...
+
     def final_text(self) -> str:
         """The answer as it ends up in Slack and in the store (its sources included)."""
         ...

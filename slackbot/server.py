@@ -31,9 +31,11 @@ from slackbot.conversation import Conversations
 from slackbot.edit_budget import EditBudgets
 from slackbot.errors import ConfigError
 from slackbot.feedback import FeedbackDesk
+from slackbot.metrics import CONTENT_TYPE, Metrics
 from slackbot.model_lookup import learn_model
 from slackbot.people import People
 from slackbot.postgres_store import PostgresStore
+from slackbot.slack_calls import CountRateLimits
 from slackbot.slack_files import files_info_from
 from slackbot.sqlite_store import SqliteStore
 from slackbot.store import Store
@@ -55,6 +57,7 @@ class Bot:
     anthropic: AsyncAnthropic
     conversations: Conversations
     app: AsyncApp
+    metrics: Metrics
 
     async def close(self) -> None:
         await self.anthropic.close()
@@ -90,6 +93,8 @@ async def create_bot(
     # reply its placeholder or its final text either. Rate limits are handled where the
     # policy differs (an intermediate edit is dropped, a final one waits: see reply.py).
     slack.retry_handlers.append(AsyncServerErrorRetryHandler(max_retry_count=2))
+    metrics = Metrics()  # this bot's own registry: several bots in one process count apart
+    slack.retry_handlers.insert(0, CountRateLimits(metrics.slack_rate_limited))
     anthropic = AsyncAnthropic(
         api_key=settings.anthropic_api_key,
         base_url=settings.anthropic_base_url,
@@ -114,8 +119,14 @@ async def create_bot(
         await session.close()
         await store.close()
         raise ConfigError(f"SLACK_FILE_HOSTS: {exc}") from None
+    budgets = EditBudgets(
+        settings.edit_budget_per_minute, settings.edit_burst, on_wait=metrics.budget_waited
+    )
+    metrics.count_in_flight(lambda: budgets.open_replies)
+    replies = UpdateReplies(slack, budgets, interval=settings.edit_interval)
     conversations = Conversations(
         settings=settings,
+        metrics=metrics,
         client=slack,
         store=store,
         claude=Claude(
@@ -127,11 +138,7 @@ async def create_bot(
         people=People(slack),
         channels=Channels(slack),
         attachments=attachments,
-        replies=UpdateReplies(
-            slack,
-            EditBudgets(settings.edit_budget_per_minute, settings.edit_burst),
-            interval=settings.edit_interval,
-        ),
+        replies=replies,
         code_files=CodeFiles(anthropic, slack, max_bytes=settings.max_file_bytes)
         if "code_execution" in settings.tools
         else None,
@@ -146,7 +153,7 @@ async def create_bot(
     )
     desk = FeedbackDesk(slack, store, conversations.tasks)
     app = build_app(settings, client=slack, conversations=conversations, desk=desk, home=home)
-    return Bot(settings, store, session, slack, anthropic, conversations, app)
+    return Bot(settings, store, session, slack, anthropic, conversations, app, metrics)
 
 
 #: The largest request body accepted (aiohttp's default, made explicit); above it aiohttp
@@ -156,7 +163,8 @@ MAX_REQUEST_BYTES = 1024 * 1024
 
 
 def web_app(bot: Bot) -> web.Application:
-    """`POST /slack/events` for Slack, `GET /healthz` for the host's health checks."""
+    """`POST /slack/events` for Slack, `GET /healthz` for the host's health checks and
+    `GET /metrics` for Prometheus."""
     app = bot.app
     secret = bot.settings.slack_signing_secret
     verifier = SignatureVerifier(secret) if secret else None
@@ -176,15 +184,27 @@ def web_app(bot: Bot) -> web.Application:
             return web.json_response({"error": "malformed request"}, status=400)
         return await to_aiohttp_response(await app.async_dispatch(bolt_request))
 
+    application = monitoring_app(bot)
+    application.router.add_post("/slack/events", events)
+    return application
+
+
+def monitoring_app(bot: Bot) -> web.Application:
+    """`GET /healthz` and `GET /metrics`: on their own at `SLACKBOT_METRICS_PORT` (Socket
+    Mode has no other listener), and part of the HTTP mode app."""
+
     async def healthz(_: web.Request) -> web.Response:
         # 503: this bot can answer no one (its store is closed or stuck); the host may restart it.
         if await bot.store.healthy():
             return web.json_response({"ok": True})
         return web.json_response({"ok": False, "reason": "store not answering"}, status=503)
 
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=bot.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
     application = web.Application(client_max_size=MAX_REQUEST_BYTES)
-    application.router.add_post("/slack/events", events)
     application.router.add_get("/healthz", healthz)
+    application.router.add_get("/metrics", metrics)
     return application
 
 
@@ -205,6 +225,15 @@ async def start_socket_mode(bot: Bot) -> AsyncSocketModeHandler:
     await handler.connect_async()
     log.info("Socket Mode connected; waiting for events")
     return handler
+
+
+async def start_monitoring(bot: Bot, port: int, host: str = "0.0.0.0") -> web.AppRunner:
+    """`/healthz` and `/metrics` on `port` (`SLACKBOT_METRICS_PORT`)."""
+    runner = web.AppRunner(monitoring_app(bot), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    log.info("metrics and health on port %d (GET /metrics, GET /healthz)", port)
+    return runner
 
 
 async def start_http(bot: Bot, host: str = "0.0.0.0") -> web.AppRunner:
@@ -251,8 +280,11 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    monitoring: web.AppRunner | None = None
     try:
         await prepare(bot)
+        if settings.metrics_port is not None:
+            monitoring = await start_monitoring(bot, settings.metrics_port)
         if settings.socket_mode:
             handler = await start_socket_mode(bot)
             await stop.wait()
@@ -267,4 +299,6 @@ async def serve(settings: Settings) -> None:
         if unfinished:
             log.warning("stopping with %d reply(ies) unfinished", unfinished)
     finally:
+        if monitoring is not None:
+            await monitoring.cleanup()
         await bot.close()

@@ -95,6 +95,10 @@ class UpdateReply:
         self._in_flight: asyncio.Future[None] | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._started = False
+        #: When `start` was called, and when the answer's first text showed in Slack
+        #: (monotonic clock): the metrics' time to first visible text and reply duration.
+        self.started_at: float | None = None
+        self.first_text_at: float | None = None
 
     @classmethod
     def resumed(
@@ -119,6 +123,7 @@ class UpdateReply:
         return reply
 
     async def start(self, placeholder: str) -> str:
+        self.started_at = time.monotonic()
         ts = await self._post(placeholder)
         self.message_ts.append(ts)
         self._budget.reply_started()
@@ -223,11 +228,14 @@ class UpdateReply:
             self.message_ts.append(following)
 
     async def _update(self, ts: str, body: str, tag: FeedbackTag | None = None) -> None:
+        shows_text = bool(self.text.strip())
         try:
             await self._client.chat_update(channel=self.channel, ts=ts, **_content(body, tag))
         except SlackApiError as exc:
             log.warning("chat.update failed: %s", exc.response.get("error"))
             raise
+        if shows_text and self.first_text_at is None:
+            self.first_text_at = time.monotonic()
 
     async def _final_update(self, ts: str, body: str, tag: FeedbackTag | None = None) -> None:
         """An edit that must land, at the budget's top priority and keeping its place in line.
