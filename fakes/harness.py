@@ -7,25 +7,29 @@ bot's own aiohttp server, Web API calls to `FakeSlack`, streamed Messages API ca
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
+import psycopg
 from aiohttp import web
 
 from fakes.claude import FakeClaude
 from fakes.slack import (
     FakeSlack,
     agent_session_stopped_event,
-    block_actions_payload,
+    app_home_opened,
     event_callback,
     message_event,
     signed_event_request,
-    signed_form_request,
+    signed_interaction_request,
 )
 from slackbot.config import Settings, load_settings
-from slackbot.server import Bot, create_bot, web_app
-from slackbot.sqlite_store import SqliteStore
+from slackbot.db_read import to_pyformat
+from slackbot.server import Bot, create_bot, open_store, web_app
 
 SIGNING_SECRET = "test-signing-secret"
 #: How the bot's per-mention context block starts (see `slackbot.request_context`).
@@ -77,6 +81,16 @@ class Harness:
         self.session = aiohttp.ClientSession()
         self.expected = 0  # deliveries the bot should take through Conversations.handle
 
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query (`?` placeholders) on the bot's database, whichever it
+        is: what a test checks was stored, from outside the store's own code."""
+        url = self.bot.settings.database_url
+        if url:
+            with psycopg.connect(url) as conn:
+                return list(conn.execute(to_pyformat(sql), params).fetchall())
+        with contextlib.closing(sqlite3.connect(self.bot.settings.db_path)) as db:
+            return list(db.execute(sql, params).fetchall())
+
     async def post_event(
         self,
         payload: dict[str, Any],
@@ -95,6 +109,35 @@ class Harness:
         async with self.session.post(self.url, data=body, headers=headers) as response:
             await response.read()
             return response
+
+    async def post_interaction(
+        self, payload: dict[str, Any], *, secret: str = SIGNING_SECRET
+    ) -> tuple[int, bytes]:
+        """Send an interactive payload as Slack does (form-encoded, signed); returns the
+        response's status and body."""
+        body, headers = signed_interaction_request(secret, payload)
+        async with self.session.post(self.url, data=body, headers=headers) as response:
+            return response.status, await response.read()
+
+    async def click_feedback(
+        self, channel: str, ts: str, *, user: str = "U1", good: bool
+    ) -> tuple[int, bytes]:
+        """`user` clicks 👍 (`good`) or 👎 under the bot's message `ts`."""
+        return await self.post_interaction(
+            self.slack.feedback_click(channel, ts, user=user, good=good)
+        )
+
+    async def submit_view(
+        self, view_id: str, values: dict[str, dict[str, dict[str, Any]]]
+    ) -> tuple[int, bytes]:
+        """The person a modal was opened for submits it with `values`."""
+        return await self.post_interaction(self.slack.view_submission_payload(view_id, values))
+
+    async def open_app_home(
+        self, user: str = "U1", *, tab: str, channel: str = DM
+    ) -> aiohttp.ClientResponse:
+        """`user` opens the app's `tab` (`home`, `messages`); Slack sends `app_home_opened`."""
+        return await self.post_event(app_home_opened(user, tab=tab, channel=channel))
 
     async def mention(
         self,
@@ -159,7 +202,7 @@ class Harness:
 
     async def click(
         self, channel: str, ts: str, action_id: str, *, user: str = "U1"
-    ) -> aiohttp.ClientResponse:
+    ) -> tuple[int, bytes]:
         """`user` clicks the button `action_id` on the bot's message `ts`, as Slack sends it
         (a signed, form-encoded `block_actions` payload). Fails if the message has no such
         button now."""
@@ -172,21 +215,10 @@ class Harness:
             if element.get("action_id") == action_id
         ]
         assert buttons, f"message {ts} has no {action_id!r} button: {message.get('blocks')}"
-        payload = block_actions_payload(
-            message,
-            buttons[0],
-            user=user,
-            response_url=f"{self.slack.base_url}/_response/{ts}",
+        action = {k: v for k, v in buttons[0].items() if k != "action_ts"}
+        return await self.post_interaction(
+            self.slack.block_actions_payload(channel, ts, user=user, action=action)
         )
-        return await self.post_form(payload)
-
-    async def post_form(
-        self, payload: dict[str, Any], *, secret: str = SIGNING_SECRET
-    ) -> aiohttp.ClientResponse:
-        body, headers = signed_form_request(secret, payload)
-        async with self.session.post(self.url, data=body, headers=headers) as response:
-            await response.read()
-            return response
 
     def replies(self, channel: str, thread_ts: str | None) -> list[dict[str, Any]]:
         return self.slack.bot_messages(channel, thread_ts)
@@ -227,7 +259,7 @@ async def start_harness(
     **overrides: Any,
 ) -> tuple[Harness, web.AppRunner]:
     settings = make_settings(slack, claude, db_path, **overrides)
-    store = await SqliteStore.open(db_path)
+    store = await open_store(settings)  # SQLite at db_path, or PostgreSQL with database_url
     bot = await create_bot(
         settings, anthropic_max_retries=0, store=store, slack_timeout=slack_timeout
     )

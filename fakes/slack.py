@@ -5,7 +5,10 @@ client via ``apps.connections.open``), so what is exercised is the wire format s
 sends, not our guess of it. The fake keeps the state a test wants to assert on (calls, messages,
 downloads) and reproduces the Slack rules our bot has to respect: message size limits,
 ``markdown_text`` conflicts, ``ratelimited`` with ``Retry-After``, the Tier-3 ``chat.update``
-budget, and file downloads that answer an HTML sign-in page when the token is missing.
+budget, and file downloads that answer an HTML sign-in page when the token is missing. It also
+plays the app's pages (``views.publish``, ``views.open`` with the ``trigger_id`` it issued for an
+interaction, suggested prompts) and builds the interactive payloads Slack would send
+(``block_actions_payload``, ``view_submission_payload``, ``signed_interaction_request``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from aiohttp.web_request import FileField
 from slack_sdk.signature import SignatureVerifier
 
 from fakes.server import HOST, LocalServer
+from slackbot.scopes import BOT_SCOPES
 
 TEXT_LIMIT = 4000
 MARKDOWN_TEXT_LIMIT = 12000
@@ -38,9 +42,16 @@ MARKDOWN_TEXT_LIMIT = 12000
 STREAM_BYTE_LIMIT = 10_600
 TASK_STATUSES = ("pending", "in_progress", "complete", "error")
 SESSION_STATUSES = ("processing", "active", "suspended", "closed")
+#: A message's ``markdown`` blocks together hold at most this many characters.
+MARKDOWN_BLOCKS_LIMIT = 12000
+MESSAGE_BLOCKS_LIMIT = 50
+VIEW_BLOCKS_LIMIT = 100
+#: A ``trigger_id`` can open a view for this many seconds after the interaction.
+TRIGGER_SECONDS = 3.0
+MAX_SUGGESTED_PROMPTS = 4
 
 # Fields slack_sdk sends JSON-encoded when it has to use a form or query string.
-_JSON_FIELDS = ("blocks", "attachments", "metadata", "loading_messages", "chunks")
+_JSON_FIELDS = ("blocks", "attachments", "metadata", "loading_messages", "files", "chunks")
 
 SIGN_IN_PAGE = (
     "<!DOCTYPE html><html><head><title>Slack</title></head>"
@@ -70,7 +81,7 @@ class Call:
         markdown = [
             b["text"] for b in blocks if isinstance(b, dict) and b.get("type") == "markdown"
         ]
-        return "".join(markdown) if markdown else str(self.params.get("text") or "")
+        return "\n\n".join(markdown) if markdown else str(self.params.get("text") or "")
 
 
 class Download(NamedTuple):
@@ -149,6 +160,10 @@ class FakeSlack(LocalServer):
         super().__init__()
         self.bot_token = bot_token
         self.app_token = "xapp-test-token"
+        #: What Slack sends back as ``x-oauth-scopes`` on every call made with the bot token
+        #: (the app token's is ``connections:write``): the manifest's scopes unless a test
+        #: takes some away; None sends no such header (a proxy that strips it).
+        self.scopes: list[str] | None = list(BOT_SCOPES)
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
         self.team_id = team_id
@@ -168,6 +183,9 @@ class FakeSlack(LocalServer):
         self.sent_in_full: set[str] = set()  # file ids whose whole body was written
         self.downloads: list[Download] = []
         self.handlers: dict[str, Handler] = {}
+        #: Files the app uploaded (``files_upload_v2``), completed into a channel or not: each
+        #: {id, filename, length, data, channel, thread_ts, title, headers}.
+        self.uploads: dict[str, dict[str, Any]] = {}
 
         self._failures: dict[str, deque[_Failure]] = {}
         self._delays: dict[str, float] = {}
@@ -179,6 +197,15 @@ class FakeSlack(LocalServer):
         self._file_ids = itertools.count(1)
         self._changed = asyncio.Event()
         self.channels: dict[str, dict[str, Any]] = {}
+        #: Home views published (``views.publish``), by user id: the latest one.
+        self.home_views: dict[str, dict[str, Any]] = {}
+        #: Modals opened (``views.open``), by view id, with the user they were opened for.
+        self.views: dict[str, dict[str, Any]] = {}
+        #: Suggested prompts pinned per channel (``assistant.threads.setSuggestedPrompts``).
+        self.suggested_prompts: dict[tuple[str, str | None], dict[str, Any]] = {}
+        self._triggers: dict[str, tuple[str, float]] = {}  # trigger_id → (user, issued at)
+        self._used_triggers: set[str] = set()
+        self._view_ids = itertools.count(1)
 
         # Native streaming (chat.startStream / appendStream / stopStream).
         #: Live streams by (channel, ts): started/last call times, bytes and task ids so far.
@@ -216,12 +243,17 @@ class FakeSlack(LocalServer):
             "conversations.history": self._conversations_history,
             "conversations.info": self._conversations_info,
             "files.info": self._files_info,
+            "files.getUploadURLExternal": self._get_upload_url,
+            "files.completeUploadExternal": self._complete_upload,
             "assistant.threads.setStatus": self._set_status,
             "agents.sessions.setStatus": self._sessions_set_status,
             "chat.startStream": self._chat_start_stream,
             "chat.appendStream": self._chat_append_stream,
             "chat.stopStream": self._chat_stop_stream,
             "chat.postEphemeral": self._chat_post_ephemeral,
+            "assistant.threads.setSuggestedPrompts": self._set_suggested_prompts,
+            "views.publish": self._views_publish,
+            "views.open": self._views_open,
             "apps.connections.open": self._apps_connections_open,
         }
 
@@ -232,6 +264,7 @@ class FakeSlack(LocalServer):
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_get("/files-pri/{key}/{tail:.*}", self._handle_file)
         app.router.add_get("/redirect", self._handle_redirect)
+        app.router.add_post("/upload/v1/{file_id}", self._handle_upload)
         app.router.add_get("/_control/stats", self._handle_stats)
         app.router.add_post("/_control/reset", self._handle_reset)
         app.router.add_post("/_control/configure", self._handle_configure)
@@ -441,6 +474,9 @@ class FakeSlack(LocalServer):
         """The last `assistant.threads.setStatus` status in that thread ("" = cleared)."""
         statuses = self.thread_statuses.get((channel, thread_ts))
         return statuses[-1] if statuses else None
+        self.home_views.clear()
+        self.views.clear()
+        self.suggested_prompts.clear()
 
     # -- assertions -----------------------------------------------------------------------
 
@@ -459,17 +495,34 @@ class FakeSlack(LocalServer):
         return sorted(found, key=lambda m: _ts_key(m["ts"]))
 
     def final_text(self, channel: str, ts: str) -> str:
-        """The message's current content: ``markdown_text`` if it has one, else its markdown
-        blocks' text, else ``text``."""
+        """The message's current content: ``markdown_text`` if it has one, else its
+        ``markdown`` blocks' text (what Slack shows instead of ``text``), else ``text``."""
         message = self.messages.get((channel, ts))
         if message is None:
             raise AssertionError(f"no message {channel}/{ts}; have {sorted(self.messages)}")
         if message["markdown_text"] is not None:
             return str(message["markdown_text"])
-        markdown = [b["text"] for b in message["blocks"] or [] if b.get("type") == "markdown"]
-        if markdown:  # the text of a message with buttons lives in a markdown block
-            return "".join(markdown)
+        shown = [b["text"] for b in message["blocks"] or [] if b.get("type") == "markdown"]
+        if shown:
+            return "\n\n".join(shown)
         return str(message["text"] or "")
+
+    def feedback_buttons(self, channel: str, ts: str) -> dict[str, Any] | None:
+        """The message's ``feedback_buttons`` element, if it carries one."""
+        message = self.messages.get((channel, ts)) or {}
+        for block in message.get("blocks") or []:
+            if block.get("type") == "context_actions":
+                for element in block.get("elements") or []:
+                    if element.get("type") == "feedback_buttons":
+                        return dict(element)
+        return None
+
+    def issue_trigger_id(self, user: str) -> str:
+        """A ``trigger_id`` as Slack puts in an interaction's payload: it opens one view, for
+        ``TRIGGER_SECONDS``."""
+        trigger = f"{int(time.time())}.{uuid.uuid4().int % 10**12}.{uuid.uuid4().hex}"
+        self._triggers[trigger] = (user, time.monotonic())
+        return trigger
 
     async def wait_for(self, predicate: Callable[[], T], timeout: float = 5.0) -> T:
         """Wait until ``predicate()`` is truthy and return it; woken by every API call.
@@ -591,9 +644,17 @@ class FakeSlack(LocalServer):
             body = handler(params)
             if not isinstance(body, dict):
                 body = await body
-            return 200, {}, body
+            return 200, self._scope_headers(method), body
         except SlackError as e:
             return e.status, e.headers, {"ok": False, "error": e.error}
+
+    def _scope_headers(self, method: str) -> dict[str, str]:
+        """Slack names the token's granted scopes on every answer to an authenticated call."""
+        if method == "apps.connections.open":
+            return {"x-oauth-scopes": "connections:write"}
+        if self.scopes is None:
+            return {}
+        return {"x-oauth-scopes": ",".join(self.scopes)}
 
     def _take_update_slot(self) -> None:
         """Tier 3: at most ``chat_update_per_minute`` updates in any sliding minute."""
@@ -818,6 +879,8 @@ class FakeSlack(LocalServer):
             raise SlackError("msg_too_long")
         if markdown_text is not None and len(markdown_text) > MARKDOWN_TEXT_LIMIT:
             raise SlackError("msg_too_long")
+        if blocks is not None:
+            _check_message_blocks(blocks)
         return text, markdown_text, blocks
 
     def _chat_post_message(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -854,8 +917,10 @@ class FakeSlack(LocalServer):
         if self.is_streaming(message["channel"], message["ts"]):
             raise SlackError("streaming_state_conflict")
         text, markdown_text, blocks = self._content(params)
-        # Like Slack, blocks are kept when an update does not send any.
-        message.update(text=text, markdown_text=markdown_text, blocks=blocks or message["blocks"])
+        # Like Slack, blocks are kept when an update sends only `text`; `markdown_text`
+        # becomes the message's content (Slack renders it as its blocks).
+        kept = None if markdown_text is not None else message["blocks"]
+        message.update(text=text, markdown_text=markdown_text, blocks=blocks or kept)
         key = (message["channel"], message["ts"])
         timeline = self._timeline.setdefault(key, {"updates": 0})
         timeline["updates"] = int(timeline.get("updates", 0)) + 1
@@ -985,6 +1050,65 @@ class FakeSlack(LocalServer):
         if file is None:
             raise SlackError("file_not_found")
         return {"ok": True, "file": file, "comments": [], "response_metadata": {"next_cursor": ""}}
+
+    def _get_upload_url(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Step 1 of an external upload: a one-time URL for ``length`` bytes."""
+        filename, length = params.get("filename"), params.get("length")
+        if not filename or length is None:
+            raise SlackError("invalid_arguments")
+        file_id = f"F{next(self._file_ids):08d}UP"
+        self.uploads[file_id] = {
+            "id": file_id,
+            "filename": filename,
+            "length": int(length),
+            "data": None,
+            "channel": None,
+        }
+        return {
+            "ok": True,
+            "upload_url": f"{self.base_url}/upload/v1/{file_id}",
+            "file_id": file_id,
+        }
+
+    async def _handle_upload(self, request: web.Request) -> web.Response:
+        """Step 2: the bytes, posted to the URL step 1 gave (no token: the URL is the key)."""
+        upload = self.uploads.get(request.match_info["file_id"])
+        if upload is None or upload["data"] is not None:
+            return web.Response(status=404, text="not found")
+        data = await request.read()
+        upload["data"] = data
+        upload["headers"] = dict(request.headers)
+        return web.Response(text=f"OK - {len(data)}")
+
+    def _complete_upload(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Step 3: share the uploaded files in a channel (and thread): one message holds them."""
+        files = params.get("files")
+        if not isinstance(files, list) or not files:
+            raise SlackError("invalid_arguments")
+        shared = []
+        for entry in files:
+            upload = self.uploads.get(str(entry.get("id")))
+            if upload is None:
+                raise SlackError("file_not_found")
+            if upload["data"] is None or len(upload["data"]) != upload["length"]:
+                raise SlackError("file_upload_size_mismatch")
+            upload["title"] = entry.get("title") or upload["filename"]
+            shared.append(upload)
+        channel = params.get("channel_id")
+        if channel:
+            for upload in shared:
+                upload["channel"] = channel
+                upload["thread_ts"] = params.get("thread_ts")
+            public = [{"id": u["id"], "name": u["filename"], "title": u["title"]} for u in shared]
+            self._store(
+                str(channel),
+                user=self.bot_user_id,
+                bot_id=self.bot_id,
+                text=params.get("initial_comment") or "",
+                thread_ts=params.get("thread_ts"),
+                files=public,
+            )
+        return {"ok": True, "files": [{"id": u["id"], "title": u["title"]} for u in shared]}
 
     def _set_status(self, params: dict[str, Any]) -> dict[str, Any]:
         channel, thread_ts = params.get("channel_id"), params.get("thread_ts")
@@ -1162,10 +1286,204 @@ class FakeSlack(LocalServer):
             "message": self._public(message),
         }
 
+    def _set_suggested_prompts(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Prompts for a thread, or (no ``thread_ts``) pinned to the Messages tab."""
+        channel = params.get("channel_id")
+        prompts = params.get("prompts")
+        if not channel:
+            raise SlackError("channel_not_found")
+        if not isinstance(prompts, list) or not 1 <= len(prompts) <= MAX_SUGGESTED_PROMPTS:
+            raise SlackError("invalid_arguments")
+        for prompt in prompts:
+            if not isinstance(prompt, dict) or not prompt.get("title") or not prompt.get("message"):
+                raise SlackError("invalid_arguments")
+        key = (str(channel), params.get("thread_ts") or None)
+        self.suggested_prompts[key] = {"title": params.get("title"), "prompts": prompts}
+        return {"ok": True}
+
+    def _views_publish(self, params: dict[str, Any]) -> dict[str, Any]:
+        user = params.get("user_id")
+        view = _json_param(params.get("view"))
+        if not user:
+            raise SlackError("invalid_arguments")
+        if user not in self.users:
+            raise SlackError("user_not_found")
+        if view.get("type") != "home":
+            raise SlackError("invalid_arguments")
+        published = self._view_object(view)
+        self.home_views[str(user)] = published
+        return {"ok": True, "view": published}
+
+    def _views_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        trigger = str(params.get("trigger_id") or "")
+        view = _json_param(params.get("view"))
+        issued = self._triggers.get(trigger)
+        if issued is None:
+            raise SlackError("invalid_trigger_id")
+        if trigger in self._used_triggers:
+            raise SlackError("exchanged_trigger_id")
+        user, at = issued
+        if time.monotonic() - at > TRIGGER_SECONDS:
+            raise SlackError("expired_trigger_id")
+        if view.get("type") != "modal" or not (view.get("title") or {}).get("text"):
+            raise SlackError("invalid_arguments")
+        if len(view["title"]["text"]) > 24:
+            raise SlackError("invalid_arguments")
+        self._used_triggers.add(trigger)
+        opened = self._view_object(view)
+        self.views[opened["id"]] = {**opened, "user": user}
+        return {"ok": True, "view": opened}
+
+    def _view_object(self, view: dict[str, Any]) -> dict[str, Any]:
+        blocks = view.get("blocks")
+        if not isinstance(blocks, list) or len(blocks) > VIEW_BLOCKS_LIMIT:
+            raise SlackError("invalid_blocks")
+        if len(str(view.get("private_metadata") or "")) > 3000:
+            raise SlackError("invalid_arguments")
+        view_id = f"V{next(self._view_ids):010d}"
+        return {
+            "id": view_id,
+            "team_id": self.team_id,
+            "type": view["type"],
+            "blocks": blocks,
+            "private_metadata": view.get("private_metadata") or "",
+            "callback_id": view.get("callback_id") or "",
+            "state": {"values": {}},
+            "hash": f"{int(time.time())}.{uuid.uuid4().hex[:8]}",
+            "title": view.get("title"),
+            "clear_on_close": False,
+            "notify_on_close": bool(view.get("notify_on_close")),
+            "close": view.get("close"),
+            "submit": view.get("submit"),
+            "previous_view_id": None,
+            "root_view_id": view_id,
+            "app_id": "A1",
+            "external_id": "",
+            "app_installed_team_id": self.team_id,
+            "bot_id": self.bot_id,
+        }
+
+    # -- interactions (what Slack sends the app) --------------------------------------------
+
+    def block_actions_payload(
+        self, channel: str, ts: str, *, user: str, action: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The ``block_actions`` payload of ``user`` clicking ``action`` in message ``ts``."""
+        message = self.messages[(channel, ts)]
+        container: dict[str, Any] = {
+            "type": "message",
+            "message_ts": ts,
+            "channel_id": channel,
+            "is_ephemeral": False,
+        }
+        if message["thread_ts"]:
+            container["thread_ts"] = message["thread_ts"]
+        return {
+            "type": "block_actions",
+            "user": {"id": user, "username": user.lower(), "name": user.lower(),
+                     "team_id": self.team_id},
+            "api_app_id": "A1",
+            "token": "verification-token",
+            "container": container,
+            "trigger_id": self.issue_trigger_id(user),
+            "team": {"id": self.team_id, "domain": "test"},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "channel": {"id": channel, "name": channel.lower()},
+            "message": {**self._public(message), "type": "message"},
+            "state": {"values": {}},
+            "response_url": f"{self.base_url}/actions/T1/1/{uuid.uuid4().hex}",
+            "actions": [{**action, "action_ts": f"{time.time():.6f}"}],
+        }  # fmt: skip
+
+    def feedback_click(self, channel: str, ts: str, *, user: str, good: bool) -> dict[str, Any]:
+        """The ``block_actions`` payload of a click on the message's 👍 (``good``) or 👎."""
+        element = self.feedback_buttons(channel, ts)
+        if element is None:
+            raise AssertionError(f"message {channel}/{ts} has no feedback buttons")
+        button = element["positive_button" if good else "negative_button"]
+        action = {
+            "type": "feedback_buttons",
+            "action_id": element.get("action_id", ""),
+            "block_id": element.get("block_id", "feedback"),
+            "text": button["text"],
+            "value": button["value"],
+        }
+        return self.block_actions_payload(channel, ts, user=user, action=action)
+
+    def view_submission_payload(
+        self, view_id: str, values: dict[str, dict[str, dict[str, Any]]]
+    ) -> dict[str, Any]:
+        """The ``view_submission`` of an opened modal, by the person it was opened for, with
+        ``values`` as ``view.state.values`` (block id → action id → element state)."""
+        view = {k: v for k, v in self.views[view_id].items() if k != "user"}
+        user = self.views[view_id]["user"]
+        return {
+            "type": "view_submission",
+            "team": {"id": self.team_id, "domain": "test"},
+            "user": {"id": user, "username": user.lower(), "name": user.lower(),
+                     "team_id": self.team_id},
+            "api_app_id": "A1",
+            "token": "verification-token",
+            "trigger_id": self.issue_trigger_id(user),
+            "view": {**view, "state": {"values": values}},
+            "response_urls": [],
+            "is_enterprise_install": False,
+            "enterprise": None,
+        }  # fmt: skip
+
     def _apps_connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
         if self.socket_url is None:
             raise SlackError("fake_socket_url_not_set")
         return {"ok": True, "url": self.socket_url}
+
+
+def _json_param(value: Any) -> dict[str, Any]:
+    """A view argument: slack_sdk sends it as a JSON string (or an object in a JSON body)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise SlackError("invalid_arguments") from None
+    if not isinstance(value, dict):
+        raise SlackError("invalid_arguments")
+    return value
+
+
+def _check_message_blocks(blocks: Any) -> None:
+    """The Block Kit rules a message's blocks break most often: 50 blocks, the ``markdown``
+    blocks' 12,000 characters together, ``context_actions`` holding 1-5 feedback or icon
+    buttons, and the feedback buttons' own limits (text 75, value 2,000 characters)."""
+    if not isinstance(blocks, list) or not blocks or len(blocks) > MESSAGE_BLOCKS_LIMIT:
+        raise SlackError("invalid_blocks")
+    markdown = 0
+    for block in blocks:
+        if not isinstance(block, dict) or not block.get("type"):
+            raise SlackError("invalid_blocks")
+        if block["type"] == "markdown":
+            if not isinstance(block.get("text"), str):
+                raise SlackError("invalid_blocks")
+            markdown += len(block["text"])
+        elif block["type"] == "context_actions":
+            elements = block.get("elements")
+            if not isinstance(elements, list) or not 1 <= len(elements) <= 5:
+                raise SlackError("invalid_blocks")
+            for element in elements:
+                if element.get("type") not in ("feedback_buttons", "icon_button"):
+                    raise SlackError("invalid_blocks")
+                if element["type"] == "feedback_buttons":
+                    for side in ("positive_button", "negative_button"):
+                        button = element.get(side)
+                        if not isinstance(button, dict):
+                            raise SlackError("invalid_blocks")
+                        text = (button.get("text") or {}).get("text")
+                        value = button.get("value")
+                        if not isinstance(text, str) or not text or len(text) > 75:
+                            raise SlackError("invalid_blocks")
+                        if not isinstance(value, str) or not value or len(value) > 2000:
+                            raise SlackError("invalid_blocks")
+    if markdown > MARKDOWN_BLOCKS_LIMIT:
+        raise SlackError("invalid_blocks")
 
 
 def _ts_range(params: dict[str, Any]) -> Callable[[Decimal], bool]:
@@ -1251,8 +1569,10 @@ class FakeSocketModeServer(LocalServer):
         envelope_id: str | None = None,
         retry_attempt: int = 0,
         retry_reason: str = "",
+        type: str = "events_api",
     ) -> str:
-        """Send an ``events_api`` envelope to the connected client; returns its envelope_id."""
+        """Send an envelope (``events_api``, or ``interactive`` for a ``block_actions`` or
+        ``view_submission`` payload) to the connected client; returns its envelope_id."""
         if self._ws is None or self._ws.closed:
             raise RuntimeError("no Socket Mode client is connected")
         envelope_id = envelope_id or str(uuid.uuid4())
@@ -1260,8 +1580,8 @@ class FakeSocketModeServer(LocalServer):
             {
                 "envelope_id": envelope_id,
                 "payload": payload,
-                "type": "events_api",
-                "accept_response_payload": False,
+                "type": type,
+                "accept_response_payload": type == "interactive",
                 "retry_attempt": retry_attempt,
                 "retry_reason": retry_reason,
             }
@@ -1387,6 +1707,37 @@ def message_event(
     return event
 
 
+def app_home_opened(
+    user: str, *, tab: str, channel: str = "D1", team_id: str = "T1"
+) -> dict[str, Any]:
+    """The ``event_callback`` Slack sends when ``user`` opens the app's ``tab`` (``home``,
+    ``messages``)."""
+    event = {
+        "type": "app_home_opened",
+        "user": user,
+        "channel": channel,
+        "tab": tab,
+        "event_ts": f"{time.time():.6f}",
+    }
+    return event_callback(event, team_id=team_id)
+
+
+def signed_interaction_request(
+    signing_secret: str, payload: dict[str, Any], *, timestamp: int | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """Body and headers of an interactive request (``block_actions``, ``view_submission``) as
+    Slack sends it: form-encoded ``payload=<json>``, signed over the raw body."""
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    signature = SignatureVerifier(signing_secret).generate_signature(timestamp=ts, body=body)
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": signature or "",
+    }
+    return body, headers
+
+
 def signed_event_request(
     signing_secret: str,
     payload: dict[str, Any],
@@ -1409,67 +1760,6 @@ def signed_event_request(
     if retry_reason is not None:
         headers["X-Slack-Retry-Reason"] = retry_reason
     return body, headers
-
-
-def signed_form_request(
-    signing_secret: str, payload: dict[str, Any], *, timestamp: int | None = None
-) -> tuple[bytes, dict[str, str]]:
-    """An interactive payload as Slack POSTs it: form-encoded ``payload=<json>``, signed."""
-    body = urlencode({"payload": json.dumps(payload)}).encode()
-    ts = str(int(time.time()) if timestamp is None else timestamp)
-    signature = SignatureVerifier(signing_secret).generate_signature(timestamp=ts, body=body)
-    return body, {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "X-Slack-Request-Timestamp": ts,
-        "X-Slack-Signature": signature or "",
-    }
-
-
-def block_actions_payload(
-    message: dict[str, Any],
-    action: dict[str, Any],
-    *,
-    user: str,
-    response_url: str,
-    team_id: str = "T1",
-) -> dict[str, Any]:
-    """The ``block_actions`` payload Slack sends when ``user`` clicks ``action`` (a button
-    element of one of ``message``'s blocks)."""
-    container: dict[str, Any] = {
-        "type": "message",
-        "message_ts": message["ts"],
-        "channel_id": message["channel"],
-        "is_ephemeral": False,
-    }
-    if message.get("thread_ts"):
-        container["thread_ts"] = message["thread_ts"]
-    public = {k: v for k, v in message.items() if v is not None and k != "channel"}
-    return {
-        "type": "block_actions",
-        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": team_id},
-        "api_app_id": "A1",
-        "token": "verification-token",
-        "container": container,
-        "trigger_id": f"{int(time.time())}.{uuid.uuid4().int % 10**12}.{uuid.uuid4().hex}",
-        "team": {"id": team_id, "domain": "test"},
-        "enterprise": None,
-        "is_enterprise_install": False,
-        "channel": {"id": message["channel"], "name": message["channel"].lower()},
-        "message": public,
-        "state": {"values": {}},
-        "response_url": response_url,
-        "actions": [
-            {
-                "action_id": action["action_id"],
-                "block_id": action.get("block_id", "b"),
-                "text": action.get("text", {"type": "plain_text", "text": "button"}),
-                "value": action.get("value", ""),
-                "type": action.get("type", "button"),
-                "action_ts": f"{time.time():.6f}",
-                **({"style": action["style"]} if action.get("style") else {}),
-            }
-        ],
-    }
 
 
 def agent_session_stopped_event(

@@ -2,7 +2,9 @@
 
 Bolt verifies request signatures (and rejects stale timestamps) and ignores the bot's own
 events. The listeners only decide *whether* a message is for the bot, turn it into an `Incoming`
-and admit it; Bolt acknowledges the event when the listener returns.
+and admit it; Bolt acknowledges the event when the listener returns. Feedback clicks, the 👎
+modal's answer, `app_home_opened` and the Stop button are acknowledged at once: their work runs
+beside the ack. Slack's Stop (`agent_session_stopped`) only sets the turn's stop signal.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
+from slackbot import feedback
+from slackbot.app_home import AppHome
 from slackbot.config import Settings
 from slackbot.conversation import Conversations
 from slackbot.events import Incoming, incoming_from, is_person_message
@@ -23,7 +27,12 @@ log = logging.getLogger(__name__)
 
 
 def build_app(
-    settings: Settings, *, client: AsyncWebClient, conversations: Conversations
+    settings: Settings,
+    *,
+    client: AsyncWebClient,
+    conversations: Conversations,
+    desk: feedback.FeedbackDesk,
+    home: AppHome,
 ) -> AsyncApp:
     app = AsyncApp(
         client=client,
@@ -88,6 +97,22 @@ def build_app(
             ),
             name=f"stop {channel}",
         )
+
+    @app.action(feedback.ACTION_ID)
+    async def take_feedback(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        desk.take_click(body)
+
+    @app.view(feedback.REASON_CALLBACK_ID)
+    async def take_feedback_reason(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()  # an empty answer closes the modal
+        desk.take_reason(body)
+
+    @app.event("app_home_opened")
+    async def show_app_home(
+        event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        home.opened(event, team=str(context.team_id or body.get("team_id") or ""))
 
     @app.error
     async def log_errors(error: Exception, body: dict[str, Any]) -> None:

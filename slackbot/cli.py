@@ -14,6 +14,8 @@ from dotenv import load_dotenv
 from slackbot.config import load_settings
 from slackbot.errors import ConfigError
 
+DB_HELP = "the SQLite file or PostgreSQL URL (default DATABASE_URL, else SLACKBOT_DB)"
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="slackbot", description="Claude in Slack.")
@@ -32,8 +34,46 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=["channel", "user", "model", "team"],
         help="one row per … (default model)",
     )
-    usage.add_argument("--db", help="the database file (default SLACKBOT_DB or slackbot.db)")
+    usage.add_argument("--db", help=DB_HELP)
+    feedback = sub.add_parser(
+        "feedback",
+        help="👍/👎 counts on replies and the latest 👎 reasons, from the database",
+    )
+    feedback.add_argument(
+        "--since", default="7d", help="how far back: 30m, 24h, 7d, 2w or all (default 7d)"
+    )
+    feedback.add_argument(
+        "--by",
+        default="model",
+        choices=["channel", "user", "model"],
+        help="one row per … (default model)",
+    )
+    feedback.add_argument("--db", help=DB_HELP)
+    sub.add_parser(
+        "check",
+        help="check the settings, tokens and scopes, model and database; exit 0 if all pass",
+    )
     return parser.parse_args(argv)
+
+
+def check_command() -> int:
+    """Print one row per check; 0 only when every one passes (1 otherwise)."""
+    from slackbot.doctor import Result, fail, ok, run_checks, table
+
+    try:
+        settings = load_settings(os.environ)
+    except ConfigError as exc:
+        print(table([fail("settings", str(exc))]))
+        return 1
+    from slackbot import logs
+
+    # The rows say what went wrong; the lookups' own warnings would only repeat them.
+    logs.configure("ERROR", settings.log_format)
+    mode = "Socket Mode" if settings.socket_mode else f"HTTP mode on port {settings.port}"
+    results: list[Result] = [ok("settings", f"loaded ({mode})")]
+    results += asyncio.run(run_checks(settings))
+    print(table(results))
+    return 0 if all(result.passed for result in results) else 1
 
 
 def usage_command(args: argparse.Namespace) -> int:
@@ -44,7 +84,7 @@ def usage_command(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(os.environ, need_slack=False)
         text = report(
-            args.db or settings.db_path,
+            args.db or settings.database_url or settings.db_path,
             since_text=args.since,
             by=args.by,
             overrides=settings.prices,
@@ -57,11 +97,31 @@ def usage_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def feedback_command(args: argparse.Namespace) -> int:
+    """Print the feedback table; reads only the database, so it runs beside a live bot."""
+    from slackbot.errors import UsageError
+    from slackbot.feedback_report import report
+
+    try:
+        settings = load_settings(os.environ, need_slack=False)
+        source = args.db or settings.database_url or settings.db_path
+        text = report(source, since_text=args.since, by=args.by)
+    except (ConfigError, UsageError) as exc:
+        print(f"slackbot: {exc}", file=sys.stderr)
+        return 2
+    print(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     load_dotenv(".env")  # from the working directory; real environment variables win
     if args.command == "usage":
         return usage_command(args)
+    if args.command == "feedback":
+        return feedback_command(args)
+    if args.command == "check":
+        return check_command()
     try:
         settings = load_settings(os.environ)
     except ConfigError as exc:
@@ -70,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     from slackbot import logs
     from slackbot.server import serve
 
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve(settings))

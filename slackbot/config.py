@@ -51,6 +51,8 @@ class Settings:
     slack_api_url: str = DEFAULT_SLACK_API_URL
     slack_file_hosts: tuple[str, ...] = ()
     db_path: str = "slackbot.db"
+    #: PostgreSQL instead of SQLite (many instances on one database); None: SQLite at db_path.
+    database_url: str | None = None
     port: int = 3000
     claude_model: str = DEFAULT_MODEL
     claude_model_is_default: bool = True
@@ -63,6 +65,11 @@ class Settings:
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     claude_read_timeout: float = 90.0
     log_level: str = "INFO"
+    #: `text` (lines for people) or `json` (one object per line, for a log pipeline).
+    log_format: str = "text"
+    #: Socket Mode has no HTTP listener: this port serves `/metrics` and `/healthz` (in HTTP
+    #: mode as well as `PORT`). None: no such listener.
+    metrics_port: int | None = None
     #: Claude's effort setting (`output_config.effort`); None sends none (the model's default).
     claude_effort: str | None = None
     #: Claude's server tools the bot offers, in the order given.
@@ -84,6 +91,8 @@ class Settings:
     dm_mode: str = "sessions"
     #: `auto` (native streaming in DM threads, `chat.update` elsewhere), `native` or `update`.
     streaming: str = "auto"
+    #: The Messages tab's suggested prompts as (title, message); empty means the built-in ones.
+    suggested_prompts: tuple[tuple[str, str], ...] = ()
 
     @property
     def socket_mode(self) -> bool:
@@ -133,6 +142,16 @@ def _integer(env: Mapping[str, str], name: str, default: int, *, minimum: int) -
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
     return value
+
+
+def _port(env: Mapping[str, str], name: str) -> int | None:
+    """A TCP port to listen on, or None when unset."""
+    if not _optional(env, name):
+        return None
+    port = _integer(env, name, 0, minimum=1)
+    if port > 65535:
+        raise ConfigError(f"{name} must be a port number (1-65535), got {port}")
+    return port
 
 
 def _url(env: Mapping[str, str], name: str, default: str | None) -> str | None:
@@ -198,9 +217,39 @@ def _prices(env: Mapping[str, str]) -> tuple[tuple[tuple[str, float, float], ...
     return tuple(rows), search_price
 
 
+#: Slack pins at most this many suggested prompts.
+MAX_SUGGESTED_PROMPTS = 4
+
+
+def _suggested_prompts(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """`SLACKBOT_SUGGESTED_PROMPTS`: JSON, a list of 1-4 {"title": …, "message": …}."""
+    raw = env.get("SLACKBOT_SUGGESTED_PROMPTS", "").strip()
+    if not raw:
+        return ()
+    try:
+        items = json.loads(raw)
+        if not isinstance(items, list) or not 1 <= len(items) <= MAX_SUGGESTED_PROMPTS:
+            raise ValueError
+        prompts = []
+        for item in items:
+            title, message = item["title"], item["message"]
+            if not (isinstance(title, str) and isinstance(message, str)):
+                raise ValueError
+            if not title.strip() or not message.strip():
+                raise ValueError
+            prompts.append((title.strip(), message.strip()))
+    except (ValueError, TypeError, KeyError):
+        raise ConfigError(
+            "SLACKBOT_SUGGESTED_PROMPTS must be a JSON list of 1 to "
+            f'{MAX_SUGGESTED_PROMPTS} objects like {{"title": "Summarise", "message": "…"}}'
+        ) from None
+    return tuple(prompts)
+
+
 EFFORTS = ("low", "medium", "high", "xhigh", "max")
 DM_MODES = ("sessions", "conversation")
 STREAMING_MODES = ("auto", "native", "update")
+LOG_FORMATS = ("text", "json")
 TOOLS = ("web_search", "web_fetch", "code_execution")
 
 
@@ -244,6 +293,20 @@ def _web_domains(env: Mapping[str, str]) -> tuple[tuple[str, ...], tuple[str, ..
     return allowed, blocked
 
 
+def _database_url(env: Mapping[str, str]) -> str | None:
+    """`DATABASE_URL`: a PostgreSQL URL (Heroku's `postgres://` too), or unset for SQLite."""
+    url = _optional(env, "DATABASE_URL")
+    if url is None:
+        return None
+    if not url.startswith(("postgresql://", "postgres://")):
+        scheme = url.split("://", 1)[0] if "://" in url else "no scheme"
+        raise ConfigError(
+            f"DATABASE_URL must be a postgresql:// (or postgres://) URL, not {scheme}"
+            " (unset it to use SQLite at SLACKBOT_DB)"
+        )
+    return url
+
+
 def load_settings(env: Mapping[str, str], *, need_slack: bool = True) -> Settings:
     """Build `Settings` from an environment mapping, or raise `ConfigError` naming the variable."""
     bot_token = _required(env, "SLACK_BOT_TOKEN", prefix="xoxb-") if need_slack else ""
@@ -276,6 +339,7 @@ def load_settings(env: Mapping[str, str], *, need_slack: bool = True) -> Setting
         slack_api_url=slack_api_url,
         slack_file_hosts=hosts,
         db_path=_optional(env, "SLACKBOT_DB") or _DEFAULT["db_path"],
+        database_url=_database_url(env),
         port=_integer(env, "PORT", _DEFAULT["port"], minimum=0),
         claude_model=model or DEFAULT_MODEL,
         claude_model_is_default=model is None,
@@ -295,6 +359,8 @@ def load_settings(env: Mapping[str, str], *, need_slack: bool = True) -> Setting
             env, "SLACKBOT_CLAUDE_READ_TIMEOUT", _DEFAULT["claude_read_timeout"], minimum=0.1
         ),
         log_level=(_optional(env, "SLACKBOT_LOG_LEVEL") or _DEFAULT["log_level"]).upper(),
+        log_format=_choice(env, "SLACKBOT_LOG_FORMAT", LOG_FORMATS) or _DEFAULT["log_format"],
+        metrics_port=_port(env, "SLACKBOT_METRICS_PORT"),
         claude_effort=_choice(env, "CLAUDE_EFFORT", EFFORTS),
         tools=_tools(env),
         web_search_max_uses=_integer(
@@ -310,4 +376,5 @@ def load_settings(env: Mapping[str, str], *, need_slack: bool = True) -> Setting
         web_search_price=web_search_price,
         dm_mode=_choice(env, "SLACKBOT_DM_MODE", DM_MODES) or _DEFAULT["dm_mode"],
         streaming=_choice(env, "SLACKBOT_STREAMING", STREAMING_MODES) or _DEFAULT["streaming"],
+        suggested_prompts=_suggested_prompts(env),
     )

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,11 +22,14 @@ from slackbot import accounting, context_window, messages, recovery
 from slackbot.attachments import Attachments
 from slackbot.channels import Channels
 from slackbot.claude import Claude, request_messages
+from slackbot.code_files import CodeFiles
 from slackbot.config import Settings
 from slackbot.context_window import Fitted
 from slackbot.dedup import RecentDeliveries
 from slackbot.events import Incoming
+from slackbot.feedback import FeedbackTag
 from slackbot.history import without_refused
+from slackbot.metrics import Metrics
 from slackbot.model_lookup import ModelLimits
 from slackbot.people import People
 from slackbot.reply import Replies, Reply
@@ -79,6 +83,8 @@ class Conversations:
     channels: Channels
     attachments: Attachments
     replies: Replies
+    #: Uploads the files code execution makes (None: such files are not brought over).
+    code_files: CodeFiles | None = None
     bot_user_id: str | None = None
     #: What the model accepts: the fallback until start-up asks the Models API (`use_model`).
     limits: ModelLimits | None = None
@@ -87,6 +93,7 @@ class Conversations:
     recent: RecentDeliveries = field(default_factory=RecentDeliveries)
     #: Messages taken through `handle` so far (answered, duplicate or failed): for monitoring.
     handled: int = 0
+    metrics: Metrics = field(default_factory=Metrics)
     #: The thread's status while a turn runs (agent session or fallback); None sets none.
     status: SessionStatus | None = None
     #: The turns a Stop (Slack's, or the button) can reach now.
@@ -178,6 +185,7 @@ class Conversations:
                 return
             if conversation_id is None:
                 log.info("duplicate delivery of %s/%s ignored", msg.channel, msg.ts)
+                self.metrics.events_deduplicated.inc()
                 return
             if msg.is_reset:
                 await self._reset(msg)
@@ -351,6 +359,7 @@ class Conversations:
             await starting
         except Exception:  # Slack refused even this: there is nowhere to answer
             log.exception("could not post a placeholder for %s/%s", msg.channel, msg.ts)
+            self.metrics.replies.labels("not_posted").inc()
             await asyncio.gather(begin, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await self.store.forget_pending(msg.channel, msg.ts)
@@ -359,11 +368,13 @@ class Conversations:
         note: str | None = messages.incomplete(messages.INTERNAL)
         notice = False
         stopped = signal.stopped
+        streamed = False  # the stream was shown to its end (a bug showing it gives no buttons)
         if prepared is not None:
             try:
                 stopped = await self._stream(reply, begin, prepared, result, signal)
                 notice = prepared.fitted.omitted and not prepared.state.trim_noticed
                 note = messages.reply_note(result, prepared.notes, context_trimmed=notice)
+                streamed = True
             except Exception:  # a bug showing an event: the reply still ends, with a note
                 log.exception("reply to %s/%s broke while streaming", msg.channel, msg.ts)
         if stopped:
@@ -375,7 +386,9 @@ class Conversations:
         except Exception:  # the store failed: the placeholder still gets replaced
             log.exception("could not store the reply to %s/%s", msg.channel, msg.ts)
             reply_id = None
-        await self._close(reply, reply_id, result, note, stopped=stopped)
+        tag = feedback_for(reply, reply_id, result) if streamed else None
+        await self._close(reply, reply_id, result, note, tag, stopped=stopped)
+        await self._upload_files(msg, result)
         if prepared is None or reply_id is None:
             return
         try:
@@ -393,6 +406,21 @@ class Conversations:
             )
         except Exception:
             log.exception("could not record usage of reply %s", reply_id)
+
+    async def _upload_files(self, msg: Incoming, result: StreamResult) -> None:
+        """Files code execution made go into the thread after the answer (which never waits
+        for them); one that can't gets a note."""
+        if not result.files or self.code_files is None:
+            return
+        try:
+            notes = await self.code_files.upload(
+                result.files, channel=msg.channel, thread_ts=msg.thread_root
+            )
+        except Exception:
+            log.exception("uploading code execution files for %s/%s failed", msg.channel, msg.ts)
+            notes = [messages.code_file_failed(None)]
+        for note in notes:
+            await self._say(msg, note)
 
     async def _begin(self, msg: Incoming, conversation_id: int, starting: Awaitable[str]) -> int:
         first_ts = await starting
@@ -521,6 +549,7 @@ class Conversations:
         reply_id: int | None,
         result: StreamResult,
         note: str | None,
+        feedback: FeedbackTag | None = None,
         *,
         stopped: bool = False,
     ) -> None:
@@ -549,11 +578,18 @@ class Conversations:
                 log.warning("could not store reply %s before its final edit: %r", reply_id, exc)
         try:
             if stopped:
-                await reply.stop()
+                await reply.stop(feedback=feedback)
             else:
-                await reply.finish(note)
+                await reply.finish(note, feedback=feedback)
         except Exception:
             log.exception("final edit failed for reply %s", reply_id)
+        self.metrics.reply_closed(
+            status,
+            result,
+            started_at=reply.started_at,
+            first_text_at=reply.first_text_at,
+            ended_at=time.monotonic(),
+        )
         if reply_id is not None and (not stored or reply.message_ts != sent_to):
             await self._store_final(
                 reply_id, reply, status, result.stop_reason, retry_for=FINAL_STORE_SECONDS
@@ -591,3 +627,11 @@ class Conversations:
                 log.warning("storing reply %s failed (%r); retrying in %.1fs", reply_id, exc, pause)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 8.0)
+
+
+def feedback_for(reply: Reply, reply_id: int | None, result: StreamResult) -> FeedbackTag | None:
+    """The 👍/👎 buttons' tag for a reply that ends with the model's answer; None for one that
+    broke off, was refused or has no model text (an error note is nothing to rate)."""
+    if result.error is not None or result.stop_reason == "refusal" or not reply.text.strip():
+        return None
+    return FeedbackTag(reply_id=reply_id, model=result.model)

@@ -39,8 +39,15 @@ _WHOLE = 1.0 - 1e-9
 
 class EditBudget:
     def __init__(
-        self, per_minute: float, burst: int, *, clock: Callable[[], float] = time.monotonic
+        self,
+        per_minute: float,
+        burst: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        on_wait: Callable[[int], None] | None = None,
     ) -> None:
+        #: Told the priority of each edit that has to wait for its turn (for the metrics).
+        self._on_wait = on_wait
         self._full_rate = per_minute / 60.0
         self._rate = self._full_rate
         self._capacity = float(max(burst, 1))
@@ -156,6 +163,8 @@ class EditBudget:
 
     async def _wait(self, priority: int, key: float, seq: int) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._on_wait is not None:
+            self._on_wait(priority)
         heapq.heappush(self._waiters, (priority, key, seq, fut))
         self._dispatch()
         try:
@@ -192,13 +201,23 @@ class EditBudget:
 class EditBudgets:
     """One `EditBudget` per workspace, created on first use."""
 
-    def __init__(self, per_minute: float, burst: int) -> None:
+    def __init__(
+        self, per_minute: float, burst: int, *, on_wait: Callable[[int], None] | None = None
+    ) -> None:
         self._per_minute = per_minute
         self._burst = burst
+        self._on_wait = on_wait
         self._budgets: dict[str, EditBudget] = {}
 
     def for_team(self, team: str) -> EditBudget:
         budget = self._budgets.get(team)
         if budget is None:
-            budget = self._budgets[team] = EditBudget(self._per_minute, self._burst)
+            budget = self._budgets[team] = EditBudget(
+                self._per_minute, self._burst, on_wait=self._on_wait
+            )
         return budget
+
+    @property
+    def open_replies(self) -> int:
+        """Replies started and not finished, in every workspace."""
+        return sum(budget.open_replies for budget in self._budgets.values())

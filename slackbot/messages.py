@@ -119,8 +119,10 @@ def tool_progress(name: str, tool_input: dict[str, Any]) -> str:
         return "_Searching the web…_"
     if name == "web_fetch" and tool_input.get("url"):
         return f"_Reading {_no_emphasis(str(tool_input['url']))[:120]}…_"
-    if name == "code_execution":
+    if name in ("code_execution", "bash_code_execution"):
         return "_Running code…_"
+    if name == "text_editor_code_execution":
+        return "_Writing a file…_"
     return f"_Using {_no_emphasis(name)}…_"
 
 
@@ -286,3 +288,79 @@ def file_too_big(name: str, limit: int, size: int | None = None) -> str:
 def _megabytes(size: int) -> str:
     value = size / (1024 * 1024)
     return f"{value:.0f} MB" if value >= 10 or value == int(value) else f"{value:.1f} MB"
+
+
+def code_file_failed(name: str | None) -> str:
+    """A file code execution made could not be brought into the thread."""
+    which = f"*{name}*" if name else "a file"
+    return f"_I made {which} while running code but couldn't upload it here._"
+
+
+def code_file_too_big(name: str, limit: int, size: int | None = None) -> str:
+    """A file code execution made is over the bot's file cap (`SLACKBOT_MAX_FILE_MB`)."""
+    sized = f" ({_megabytes(size)})" if size is not None else ""
+    return (
+        f"_I made *{name}*{sized} while running code, but it is too big to upload here "
+        f"(the limit is {_megabytes(limit)})._"
+    )
+
+
+def code_files_left_out(count: int) -> str:
+    """More files than one reply uploads."""
+    files = "file was" if count == 1 else "files were"
+    return f"_{count} more {files} made while running code but not uploaded._"
+
+
+# --- Feedback, the Messages tab and Home ----------------------------------------------------
+
+FEEDBACK_GOOD = "👍"
+FEEDBACK_BAD = "👎"
+FEEDBACK_GOOD_LABEL = "Good answer"
+FEEDBACK_BAD_LABEL = "Bad answer"
+#: The 👎 modal (title at most 24 characters, buttons at most 24).
+FEEDBACK_MODAL_TITLE = "What went wrong?"
+FEEDBACK_MODAL_SUBMIT = "Send"
+FEEDBACK_MODAL_CLOSE = "Skip"
+FEEDBACK_MODAL_INTRO = (
+    "Thanks: your 👎 is saved. If you tell me what was wrong, the people who run this bot can "
+    "make it better."
+)
+FEEDBACK_MODAL_LABEL = "What was wrong with the answer?"
+FEEDBACK_MODAL_PLACEHOLDER = "Wrong, out of date, too long, missed the point…"
+
+#: Pinned in the app's Messages tab (`SLACKBOT_SUGGESTED_PROMPTS` replaces them).
+SUGGESTED_PROMPTS_TITLE = "Try asking"
+SUGGESTED_PROMPTS = (
+    ("Summarise a document", "I'll attach a document: summarise it in five bullet points."),
+    ("Explain something", "Explain the difference between a mutex and a semaphore."),
+    ("Draft a message", "Help me write a short, friendly note to my team about a delayed launch."),
+    ("Search the web", "What are the most important changes in the latest Python release?"),
+)
+
+HOME_TITLE = "Claude in Slack"
+HOME_ABOUT = (
+    "I'm Claude, an AI assistant. I answer questions, explain, write and review text and code, "
+    "read the images and documents you share (PDF, Word, Excel, PowerPoint, text) and can "
+    "search the web. I remember each thread, so you can ask follow-ups."
+)
+HOME_HOW = (
+    "*How to use me*\n"
+    "• *In a channel:* mention me (`@Claude …`) and I answer in the thread. I only answer when "
+    "mentioned, and I read the whole thread for context.\n"
+    "• *In a direct message:* open the *Messages* tab and just write.\n"
+    "• Under each answer, 👍 or 👎 tells the people who run me how I did."
+)
+HOME_MODEL = "*Model:* `{model}`"
+HOME_USAGE_TITLE = "*Your usage*"
+HOME_USAGE_ROW = "*{period}:* {replies} · {tokens} · ≈ ${cost:,.2f}"
+HOME_TODAY = "Today"
+HOME_WEEK = "Last 7 days"
+HOME_USAGE_NOTE = "Costs are estimates from list prices."
+
+
+def home_replies(count: int) -> str:
+    return f"{count:,} {'reply' if count == 1 else 'replies'}"
+
+
+def home_tokens(count: int) -> str:
+    return f"{count:,} {'token' if count == 1 else 'tokens'}"

@@ -1,17 +1,53 @@
-"""Schema migrations, applied in order at every start.
+"""Schema migrations, applied in order at every start: one numbered list for both backends.
 
-Append new ones; never edit a released one.
+Each step is a function for SQLite (sqlite-utils) with the same step's SQL for PostgreSQL next
+to it (`@step(postgres=...)`): the list, its order and its names are shared, so a database
+moved from one backend to the other (`slackbot copy-db`) has the same schema, and a test
+migrates both and compares them. Append new steps; never edit a released one.
+
+PostgreSQL notes: Slack timestamps are compared as strings ("1700000000.000100"), so their
+columns are `COLLATE "C"` (byte order) whatever the database's locale; ids are `BIGSERIAL`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 migrations = Migrations("slackbot")
 
+#: Each step's SQL on PostgreSQL, by step name, in the steps' order.
+POSTGRES: dict[str, str] = {}
 
-@migrations()
+_Step = Callable[[sqlite_utils.Database], None]
+
+
+def step(*, postgres: str) -> Callable[[_Step], _Step]:
+    """Register a step: the function runs on SQLite, `postgres` on PostgreSQL."""
+
+    def register(fn: _Step) -> _Step:
+        POSTGRES[fn.__name__] = postgres
+        return migrations()(fn)
+
+    return register
+
+
+@step(
+    postgres="""
+    CREATE TABLE conversations (
+        id BIGSERIAL PRIMARY KEY,
+        team TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        root_ts TEXT COLLATE "C" NOT NULL,
+        created_at DOUBLE PRECISION
+    );
+    CREATE UNIQUE INDEX idx_conversations_team_channel_kind_root_ts
+        ON conversations (team, channel, kind, root_ts);
+    """
+)
 def m001_create_conversations(db: sqlite_utils.Database) -> None:
     """Conversations are keyed by workspace, channel and thread root so nothing leaks between
     them; `kind` separates a DM's running top-level conversation from a thread whose root is the
@@ -31,7 +67,30 @@ def m001_create_conversations(db: sqlite_utils.Database) -> None:
     db.table("conversations").create_index(["team", "channel", "kind", "root_ts"], unique=True)
 
 
-@migrations()
+@step(
+    postgres="""
+    CREATE TABLE messages (
+        id BIGSERIAL PRIMARY KEY,
+        conversation_id BIGINT NOT NULL REFERENCES conversations (id),
+        role TEXT NOT NULL,
+        ts TEXT COLLATE "C" NOT NULL,
+        sort_ts TEXT COLLATE "C" NOT NULL,
+        user_id TEXT,
+        user_name TEXT,
+        text TEXT,
+        notes TEXT,
+        status TEXT,
+        channel TEXT,
+        reply_ts TEXT,
+        stop_reason TEXT,
+        input_tokens BIGINT,
+        created_at DOUBLE PRECISION
+    );
+    CREATE UNIQUE INDEX idx_messages_conversation_id_ts ON messages (conversation_id, ts);
+    CREATE INDEX idx_messages_conversation_id_sort_ts ON messages (conversation_id, sort_ts);
+    CREATE INDEX idx_messages_status ON messages (status);
+    """
+)
 def m002_create_messages(db: sqlite_utils.Database) -> None:
     """Every turn of every conversation. `sort_ts` orders a reply right after the message it
     answers; `reply_ts` lists the Slack messages a long reply was split into."""
@@ -62,7 +121,19 @@ def m002_create_messages(db: sqlite_utils.Database) -> None:
     db.table("messages").create_index(["status"])
 
 
-@migrations()
+@step(
+    postgres="""
+    CREATE TABLE images (
+        id BIGSERIAL PRIMARY KEY,
+        message_id BIGINT REFERENCES messages (id),
+        position BIGINT,
+        name TEXT,
+        media_type TEXT,
+        data TEXT
+    );
+    CREATE INDEX idx_images_message_id_position ON images (message_id, position);
+    """
+)
 def m003_create_images(db: sqlite_utils.Database) -> None:
     """Images already checked and resized, kept as base64 so later mentions never re-download."""
     db.table("images").create(
@@ -80,7 +151,20 @@ def m003_create_images(db: sqlite_utils.Database) -> None:
     db.table("images").create_index(["message_id", "position"])
 
 
-@migrations()
+@step(
+    postgres="""
+    CREATE TABLE events (
+        event_id TEXT PRIMARY KEY,
+        received_at DOUBLE PRECISION
+    );
+    CREATE TABLE seen_messages (
+        channel TEXT,
+        ts TEXT COLLATE "C",
+        received_at DOUBLE PRECISION,
+        PRIMARY KEY (channel, ts)
+    );
+    """
+)
 def m004_create_dedup_tables(db: sqlite_utils.Database) -> None:
     """Processed events, by event id and by (channel, ts), so a redelivery or the same post
     arriving as both `app_mention` and `message` is answered once, across restarts too."""
@@ -90,7 +174,17 @@ def m004_create_dedup_tables(db: sqlite_utils.Database) -> None:
     )
 
 
-@migrations()
+@step(
+    postgres="""
+    CREATE TABLE dm_sessions (
+        team TEXT,
+        channel TEXT,
+        conversation_id BIGINT,
+        last_ts TEXT COLLATE "C",
+        PRIMARY KEY (team, channel)
+    );
+    """
+)
 def m005_create_dm_sessions(db: sqlite_utils.Database) -> None:
     """The running top-level conversation of each DM and when it was last active."""
     db.table("dm_sessions").create(
@@ -99,7 +193,16 @@ def m005_create_dm_sessions(db: sqlite_utils.Database) -> None:
     )
 
 
-@migrations()
+@step(
+    postgres="""
+    ALTER TABLE messages ADD COLUMN tokens BIGINT;
+    ALTER TABLE conversations
+        ADD COLUMN kept_from_id BIGINT,
+        ADD COLUMN images_from_id BIGINT,
+        ADD COLUMN token_ratio DOUBLE PRECISION,
+        ADD COLUMN trim_noticed_at DOUBLE PRECISION;
+    """
+)
 def m006_add_context_budget(db: sqlite_utils.Database) -> None:
     """Long threads: each turn's estimated token count (`tokens`, filled in lazily, so a
     mention never re-estimates the whole thread), and per conversation where it was cut to fit
@@ -114,7 +217,30 @@ def m006_add_context_budget(db: sqlite_utils.Database) -> None:
     conversations.add_column("trim_noticed_at", float)
 
 
-@migrations()
+@step(
+    postgres="""
+    CREATE TABLE usage (
+        id BIGSERIAL PRIMARY KEY,
+        message_id BIGINT,
+        conversation_id BIGINT,
+        team TEXT,
+        channel TEXT,
+        user_id TEXT,
+        model TEXT,
+        line TEXT,
+        input_tokens BIGINT,
+        output_tokens BIGINT,
+        cache_creation_input_tokens BIGINT,
+        cache_read_input_tokens BIGINT,
+        stop_reason TEXT,
+        error TEXT,
+        seconds DOUBLE PRECISION,
+        first_token_seconds DOUBLE PRECISION,
+        created_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX idx_usage_created_at ON usage (created_at);
+    """
+)
 def m007_create_usage(db: sqlite_utils.Database) -> None:
     """What each reply cost: the API's usage, the model, how it stopped, how long it took, and
     who asked where. `slackbot usage` sums it."""
@@ -144,14 +270,29 @@ def m007_create_usage(db: sqlite_utils.Database) -> None:
     db.table("usage").create_index(["created_at"])
 
 
-@migrations()
+@step(
+    postgres="""
+    ALTER TABLE conversations ADD COLUMN synced_to TEXT COLLATE "C";
+    """
+)
 def m008_add_conversation_sync_point(db: sqlite_utils.Database) -> None:
     """How far a thread has been synced from Slack, so the next sync asks only for what came
     after (`conversations.replies` with `oldest`) instead of paging through the whole thread."""
     db.table("conversations").add_column("synced_to", str)
 
 
-@migrations()
+@step(
+    postgres="""
+    CREATE TABLE pending (
+        channel TEXT,
+        ts TEXT COLLATE "C",
+        conversation_id BIGINT,
+        payload TEXT,
+        received_at DOUBLE PRECISION,
+        PRIMARY KEY (channel, ts)
+    );
+    """
+)
 def m009_create_pending(db: sqlite_utils.Database) -> None:
     """Messages acknowledged to Slack but not yet answered: a claimed event is recorded here
     before its delivery is acknowledged, and removed once its reply exists, so a crash in
@@ -168,7 +309,13 @@ def m009_create_pending(db: sqlite_utils.Database) -> None:
     )
 
 
-@migrations()
+@step(
+    postgres="""
+    ALTER TABLE usage
+        ADD COLUMN web_search_requests BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN web_fetch_requests BIGINT NOT NULL DEFAULT 0;
+    """
+)
 def m010_add_server_tool_use(db: sqlite_utils.Database) -> None:
     """Web searches and fetches per reply (the API's `usage.server_tool_use`): searches are
     billed per use, besides their result tokens, and `slackbot usage` shows and prices them."""
@@ -177,7 +324,23 @@ def m010_add_server_tool_use(db: sqlite_utils.Database) -> None:
     usage.add_column("web_fetch_requests", int, not_null_default=0)
 
 
-@migrations()
+@step(
+    postgres="""
+    CREATE TABLE documents (
+        id BIGSERIAL PRIMARY KEY,
+        message_id BIGINT NOT NULL REFERENCES messages (id),
+        position BIGINT NOT NULL,
+        name TEXT,
+        kind TEXT NOT NULL,
+        media_type TEXT NOT NULL,
+        data TEXT NOT NULL,
+        size BIGINT,
+        pages BIGINT,
+        text_chars BIGINT
+    );
+    CREATE INDEX idx_documents_message_id_position ON documents (message_id, position);
+    """
+)
 def m011_create_documents(db: sqlite_utils.Database) -> None:
     """Documents people shared (PDFs as base64, text files and Office documents as text),
     checked and converted once and kept so later mentions re-send them without downloading
@@ -200,3 +363,45 @@ def m011_create_documents(db: sqlite_utils.Database) -> None:
         not_null={"message_id", "position", "kind", "media_type", "data"},
     )
     db.table("documents").create_index(["message_id", "position"])
+
+
+@step(
+    postgres="""
+    CREATE TABLE feedback (
+        team TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        message_ts TEXT COLLATE "C" NOT NULL,
+        user_id TEXT NOT NULL,
+        reply_id BIGINT,
+        model TEXT,
+        vote TEXT NOT NULL,
+        reason TEXT,
+        created_at DOUBLE PRECISION,
+        updated_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (team, channel, message_ts, user_id)
+    );
+    CREATE INDEX idx_feedback_updated_at ON feedback (updated_at);
+    """
+)
+def m012_create_feedback(db: sqlite_utils.Database) -> None:
+    """People's 👍/👎 on the bot's replies: one row per person and reply message (a second
+    click, or a switch, updates it: Slack resends a click on an already-selected button), with
+    the 👎 reason from the modal, and the reply's model, channel and workspace so `slackbot
+    feedback` can group by them."""
+    db.table("feedback").create(
+        {
+            "team": str,
+            "channel": str,
+            "message_ts": str,
+            "user_id": str,
+            "reply_id": int,
+            "model": str,
+            "vote": str,
+            "reason": str,
+            "created_at": float,
+            "updated_at": float,
+        },
+        pk=("team", "channel", "message_ts", "user_id"),
+        not_null={"team", "channel", "message_ts", "user_id", "vote", "updated_at"},
+    )
+    db.table("feedback").create_index(["updated_at"])

@@ -39,6 +39,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from slackbot import message_split, messages
 from slackbot.edit_budget import INTERMEDIATE, EditBudget
+from slackbot.feedback import FeedbackTag, buttons_block, with_buttons
 from slackbot.slack_calls import is_transient, post_with_backoff, retry_after_seconds
 from slackbot.sources import Sources
 from slackbot.stream_budget import TeamStreams
@@ -154,6 +155,12 @@ class NativeReply:
         self._loop_task: asyncio.Task[None] | None = None
         #: The reply's end set the agent session back to `active` (stopStream's session_status).
         self.session_ended = False
+        #: When `start` was called, and when the answer's first text reached Slack (monotonic
+        #: clock): the metrics' time to first visible text and reply duration.
+        self.started_at: float | None = None
+        self.first_text_at: float | None = None
+        #: The 👍/👎 buttons for the reply's last message (given to `finish`).
+        self._feedback: FeedbackTag | None = None
 
     # -- the Reply interface --------------------------------------------------------------
 
@@ -176,6 +183,7 @@ class NativeReply:
     async def start(self, placeholder: str) -> str:
         """Nothing to post yet (the session status shows the bot is on it): the stream starts
         with the first content. Returns "" — there is no message until then."""
+        self.started_at = time.monotonic()
         self._loop_task = asyncio.create_task(self._stream_loop(), name="native-reply")
         return ""
 
@@ -219,7 +227,12 @@ class NativeReply:
                 ).endswith("_error")
                 self._task(task["id"], task["title"], "error" if failed else "complete")
 
-    async def finish(self, note: str | None = None) -> list[str]:
+    async def finish(
+        self, note: str | None = None, *, feedback: FeedbackTag | None = None
+    ) -> list[str]:
+        """The rest of the text, its sources and `note`, with `chat.stopStream` (or posted, if
+        no stream is open); with `feedback`, the last message carries the 👍/👎 buttons."""
+        self._feedback = feedback
         await self._quiesce()
         if self._delegate is None:
             for task in list(self._open_tasks.values()):
@@ -229,8 +242,12 @@ class NativeReply:
             else:
                 await self._stop_with(note)
         if self._delegate is not None:  # given to chat.update before or during the end
-            await self._delegate.finish(note)
+            await self._delegate.finish(note, feedback=feedback)
         return self.message_ts
+
+    def _saw_text(self, text: str) -> None:
+        if text.strip() and self.first_text_at is None:
+            self.first_text_at = time.monotonic()
 
     def _with_note(self, rest: str, note: str | None) -> str:
         footer = self._sources.footer()
@@ -240,8 +257,8 @@ class NativeReply:
             rest = f"{rest.rstrip()}\n\n{note}" if (self._shown + rest).strip() else note
         return rest
 
-    async def stop(self) -> list[str]:
-        return await self.finish(messages.STOPPED)
+    async def stop(self, *, feedback: FeedbackTag | None = None) -> list[str]:
+        return await self.finish(messages.STOPPED, feedback=feedback)
 
     # -- what the stream shows ------------------------------------------------------------
 
@@ -375,6 +392,7 @@ class NativeReply:
             await self._hand_over(None)
             return
         self._ts = str(response["ts"])
+        self._saw_text(tail)
         self._msg_bytes = _bytes(text) + self._task_bytes(tasks)
         self._msg_tasks = len(tasks)
         self._shown = text
@@ -425,6 +443,7 @@ class NativeReply:
             self._streams.starts.release()
             await self._hand_over(self._ts)
             return
+        self._saw_text(tail)
         self._msg_bytes += _bytes(tail) + self._task_bytes(tasks)
         self._msg_tasks += len(tasks)
         self._shown += tail
@@ -458,18 +477,26 @@ class NativeReply:
         self._dirty.set()
 
     async def _stop_stream(
-        self, text: str, tasks: list[dict[str, Any]], *, session_status: str | None
+        self,
+        text: str,
+        tasks: list[dict[str, Any]],
+        *,
+        session_status: str | None,
+        feedback: FeedbackTag | None = None,
     ) -> bool:
-        """`chat.stopStream` with the message's last content; False if Slack had already
-        ended the stream (or refused the stop), and the message was handed to chat.update."""
+        """`chat.stopStream` with the message's last content (and the feedback buttons as its
+        blocks); False if Slack had already ended the stream (or refused the stop), and the
+        message was handed to chat.update."""
         assert self._ts is not None
         ts = self._ts
+        blocks = [buttons_block(feedback)] if feedback is not None else None
         try:
             await post_with_backoff(
                 lambda: self._client.chat_stopStream(
                     channel=self.channel,
                     ts=ts,
                     chunks=self._chunks(text, tasks) or None,
+                    blocks=blocks,
                     session_status=session_status,
                 ),
                 what="chat.stopStream",
@@ -495,6 +522,7 @@ class NativeReply:
             return False
         self._streams.starts.stopped()
         self._shown += text
+        self._saw_text(text)
         if session_status is not None:
             self.session_ended = True
         return True
@@ -509,7 +537,10 @@ class NativeReply:
         room = self._byte_budget - self._msg_bytes - self._task_bytes(tasks)
         status = "active" if self._ends_session() else None
         if _bytes(rest) <= room:
-            if await self._stop_stream(rest, tasks, session_status=status):
+            stopped = await self._stop_stream(
+                rest, tasks, session_status=status, feedback=self._feedback
+            )
+            if stopped:
                 self._sent_tasks(tasks)
             return
         cut = _cut_fitting(rest, max(room - 8, 0))
@@ -527,17 +558,22 @@ class NativeReply:
         await self._post_rest(carry + remainder)
 
     async def _post_rest(self, content: str) -> None:
-        """Post the end of the reply as ordinary messages (nothing left to stream)."""
+        """Post the end of the reply as ordinary messages (nothing left to stream), the
+        feedback buttons under the last."""
         pieces = message_split.split(content) if content.strip() else []
         if not pieces and not self._sealed:
             pieces = [messages.EMPTY_REPLY]
-        for piece in pieces:
-            response = await post_with_backoff(self._poster(piece), what="chat.postMessage")
+        for i, piece in enumerate(pieces):
+            last = i == len(pieces) - 1
+            tag = self._feedback if last else None
+            response = await post_with_backoff(self._poster(piece, tag), what="chat.postMessage")
             self._sealed.append(str(response["ts"]))
+            self._saw_text(piece)
 
-    def _poster(self, body: str) -> Callable[[], Awaitable[Any]]:
+    def _poster(self, body: str, tag: FeedbackTag | None) -> Callable[[], Awaitable[Any]]:
+        content = with_buttons(body, tag) if tag is not None else {"markdown_text": body}
         return lambda: self._client.chat_postMessage(
-            channel=self.channel, thread_ts=self.thread_ts, markdown_text=body
+            channel=self.channel, thread_ts=self.thread_ts, **content
         )
 
     async def _hand_over(self, ts: str | None) -> None:
@@ -579,3 +615,4 @@ class NativeReply:
         )
         self._delegate = delegate
         await delegate.show_from(text)
+        self._saw_text(text)

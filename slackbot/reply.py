@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from slackbot.events import Incoming
+from slackbot.feedback import FeedbackTag
 from slackbot.stream_events import StreamEvent
 
 
@@ -37,6 +38,16 @@ class Reply(Protocol):
         stream's `chat.stopStream` does); otherwise the turn sets it."""
         ...
 
+    @property
+    def started_at(self) -> float | None:
+        """When `start` was called (monotonic clock); None for a reply resumed after a crash."""
+        ...
+
+    @property
+    def first_text_at(self) -> float | None:
+        """When the answer's first text became visible in Slack (monotonic clock), if it has."""
+        ...
+
     def final_text(self) -> str:
         """The answer as it ends up in Slack and in the store (its sources included)."""
         ...
@@ -51,11 +62,14 @@ class Reply(Protocol):
         """Show one stream event (text, progress); never waits for Slack."""
         ...
 
-    async def finish(self, note: str | None = None) -> list[str]:
-        """Put the whole final text, plus `note`, in Slack; returns every message's ts."""
+    async def finish(
+        self, note: str | None = None, *, feedback: FeedbackTag | None = None
+    ) -> list[str]:
+        """Put the whole final text, plus `note`, in Slack; returns every message's ts. With
+        `feedback`, the reply's last message carries the 👍/👎 buttons (`feedback.py`)."""
         ...
 
-    async def stop(self) -> list[str]:
+    async def stop(self, *, feedback: FeedbackTag | None = None) -> list[str]:
         """A person stopped the reply: end it with the text so far and a "Stopped" note."""
         ...
 

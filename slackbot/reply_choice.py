@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from slackbot.edit_budget import EditBudgets
 from slackbot.events import Incoming
 from slackbot.native_reply import NativeReply
 from slackbot.reply import Reply
@@ -43,6 +44,11 @@ class ChosenReplies:
         self.status = status
         self.streaming = streaming
         self.streams = streams or StreamBudgets()
+
+    @property
+    def budgets(self) -> EditBudgets:
+        """Every workspace's `chat.update` budget (shared with the status calls)."""
+        return self.updates.budgets
 
     def uses_native(self, msg: Incoming) -> bool:
         if msg.thread_root is None or self.streaming == "update":

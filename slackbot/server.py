@@ -21,17 +21,23 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from slackbot.app import build_app
+from slackbot.app_home import AppHome
 from slackbot.attachments import Attachments
 from slackbot.channels import Channels
 from slackbot.claude import Claude
+from slackbot.code_files import CodeFiles
 from slackbot.config import Settings
 from slackbot.conversation import Conversations
 from slackbot.edit_budget import EditBudgets
 from slackbot.errors import ConfigError
+from slackbot.feedback import FeedbackDesk
+from slackbot.metrics import CONTENT_TYPE, Metrics
 from slackbot.model_lookup import learn_model
 from slackbot.people import People
+from slackbot.postgres_store import PostgresStore
 from slackbot.reply_choice import ChosenReplies
 from slackbot.session_status import SessionStatus
+from slackbot.slack_calls import CountRateLimits
 from slackbot.slack_files import files_info_from
 from slackbot.sqlite_store import SqliteStore
 from slackbot.store import Store
@@ -53,11 +59,19 @@ class Bot:
     anthropic: AsyncAnthropic
     conversations: Conversations
     app: AsyncApp
+    metrics: Metrics
 
     async def close(self) -> None:
         await self.anthropic.close()
         await self.session.close()
         await self.store.close()
+
+
+async def open_store(settings: Settings) -> Store:
+    """PostgreSQL when `DATABASE_URL` is set, else the SQLite file at `SLACKBOT_DB`."""
+    if settings.database_url:
+        return await PostgresStore.open(settings.database_url)
+    return await SqliteStore.open(settings.db_path)
 
 
 async def create_bot(
@@ -67,7 +81,7 @@ async def create_bot(
     store: Store | None = None,
     slack_timeout: float = 60.0,
 ) -> Bot:
-    store = store or await SqliteStore.open(settings.db_path)
+    store = store or await open_store(settings)
     session = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=slack_timeout),
         # aiohttp's default of 100 connections queued half of a 200-mention burst's placeholders
@@ -81,6 +95,8 @@ async def create_bot(
     # reply its placeholder or its final text either. Rate limits are handled where the
     # policy differs (an intermediate edit is dropped, a final one waits: see reply.py).
     slack.retry_handlers.append(AsyncServerErrorRetryHandler(max_retry_count=2))
+    metrics = Metrics()  # this bot's own registry: several bots in one process count apart
+    slack.retry_handlers.insert(0, CountRateLimits(metrics.slack_rate_limited))
     anthropic = AsyncAnthropic(
         api_key=settings.anthropic_api_key,
         base_url=settings.anthropic_base_url,
@@ -105,7 +121,10 @@ async def create_bot(
         await session.close()
         await store.close()
         raise ConfigError(f"SLACK_FILE_HOSTS: {exc}") from None
-    budgets = EditBudgets(settings.edit_budget_per_minute, settings.edit_burst)
+    budgets = EditBudgets(
+        settings.edit_budget_per_minute, settings.edit_burst, on_wait=metrics.budget_waited
+    )
+    metrics.count_in_flight(lambda: budgets.open_replies)
     status = SessionStatus(slack, budgets)
     replies = ChosenReplies(
         slack,
@@ -115,6 +134,7 @@ async def create_bot(
     )
     conversations = Conversations(
         settings=settings,
+        metrics=metrics,
         client=slack,
         store=store,
         claude=Claude(
@@ -127,10 +147,22 @@ async def create_bot(
         channels=Channels(slack),
         attachments=attachments,
         replies=replies,
+        code_files=CodeFiles(anthropic, slack, max_bytes=settings.max_file_bytes)
+        if "code_execution" in settings.tools
+        else None,
         status=status,
     )
-    app = build_app(settings, client=slack, conversations=conversations)
-    return Bot(settings, store, session, slack, anthropic, conversations, app)
+    home = AppHome(
+        settings,
+        client=slack,
+        store=store,
+        people=conversations.people,
+        tasks=conversations.tasks,  # drained on shutdown with the replies
+        model=lambda: conversations.claude.model,
+    )
+    desk = FeedbackDesk(slack, store, conversations.tasks)
+    app = build_app(settings, client=slack, conversations=conversations, desk=desk, home=home)
+    return Bot(settings, store, session, slack, anthropic, conversations, app, metrics)
 
 
 #: The largest request body accepted (aiohttp's default, made explicit); above it aiohttp
@@ -140,7 +172,8 @@ MAX_REQUEST_BYTES = 1024 * 1024
 
 
 def web_app(bot: Bot) -> web.Application:
-    """`POST /slack/events` for Slack, `GET /healthz` for the host's health checks."""
+    """`POST /slack/events` for Slack, `GET /healthz` for the host's health checks and
+    `GET /metrics` for Prometheus."""
     app = bot.app
     secret = bot.settings.slack_signing_secret
     verifier = SignatureVerifier(secret) if secret else None
@@ -160,15 +193,27 @@ def web_app(bot: Bot) -> web.Application:
             return web.json_response({"error": "malformed request"}, status=400)
         return await to_aiohttp_response(await app.async_dispatch(bolt_request))
 
+    application = monitoring_app(bot)
+    application.router.add_post("/slack/events", events)
+    return application
+
+
+def monitoring_app(bot: Bot) -> web.Application:
+    """`GET /healthz` and `GET /metrics`: on their own at `SLACKBOT_METRICS_PORT` (Socket
+    Mode has no other listener), and part of the HTTP mode app."""
+
     async def healthz(_: web.Request) -> web.Response:
         # 503: this bot can answer no one (its store is closed or stuck); the host may restart it.
         if await bot.store.healthy():
             return web.json_response({"ok": True})
         return web.json_response({"ok": False, "reason": "store not answering"}, status=503)
 
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=bot.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
     application = web.Application(client_max_size=MAX_REQUEST_BYTES)
-    application.router.add_post("/slack/events", events)
     application.router.add_get("/healthz", healthz)
+    application.router.add_get("/metrics", metrics)
     return application
 
 
@@ -189,6 +234,15 @@ async def start_socket_mode(bot: Bot) -> AsyncSocketModeHandler:
     await handler.connect_async()
     log.info("Socket Mode connected; waiting for events")
     return handler
+
+
+async def start_monitoring(bot: Bot, port: int, host: str = "0.0.0.0") -> web.AppRunner:
+    """`/healthz` and `/metrics` on `port` (`SLACKBOT_METRICS_PORT`)."""
+    runner = web.AppRunner(monitoring_app(bot), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    log.info("metrics and health on port %d (GET /metrics, GET /healthz)", port)
+    return runner
 
 
 async def start_http(bot: Bot, host: str = "0.0.0.0") -> web.AppRunner:
@@ -235,8 +289,11 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    monitoring: web.AppRunner | None = None
     try:
         await prepare(bot)
+        if settings.metrics_port is not None:
+            monitoring = await start_monitoring(bot, settings.metrics_port)
         if settings.socket_mode:
             handler = await start_socket_mode(bot)
             await stop.wait()
@@ -251,4 +308,6 @@ async def serve(settings: Settings) -> None:
         if unfinished:
             log.warning("stopping with %d reply(ies) unfinished", unfinished)
     finally:
+        if monitoring is not None:
+            await monitoring.cleanup()
         await bot.close()

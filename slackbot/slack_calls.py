@@ -16,6 +16,9 @@ from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
 
 log = logging.getLogger(__name__)
 
@@ -96,3 +99,43 @@ async def post_with_backoff(
                 raise
             log.info("%s failed (%r); trying again in %.1fs", what, exc, wait)
             await asyncio.sleep(wait)
+
+
+class CountRateLimits(AsyncRetryHandler):
+    """Tells `count` the method of every `ratelimited` answer the client gets, whoever made the
+    call; retries nothing (the policy for each call stays where it is).
+
+    slack_sdk shows each answer to the client's retry handlers in turn, so this one, first in
+    the list, sees them all, including the calls no helper here wraps.
+    """
+
+    def __init__(self, count: Callable[[str], None]) -> None:
+        super().__init__(max_retry_count=0)
+        self._count = count
+
+    async def can_retry_async(
+        self,
+        *,
+        state: Any,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if response is not None and _rate_limited(response):
+            method = _method(request.url)
+            if method is not None:
+                self._count(method)
+        return False
+
+
+def _rate_limited(response: HttpResponse) -> bool:
+    body = response.body if isinstance(response.body, dict) else {}
+    return response.status_code == 429 or body.get("error") == "ratelimited"
+
+
+def _method(url: str) -> str | None:
+    """`chat.update` from `https://slack.com/api/chat.update`; None for a non-method URL (a
+    file upload's), which would make a label per file."""
+    _, api, method = url.partition("/api/")
+    method = method.split("?", 1)[0]
+    return method if api and method and "/" not in method else None

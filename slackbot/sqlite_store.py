@@ -34,6 +34,8 @@ from slackbot.store import (
     Turn,
     UnfinishedReply,
     UsageRecord,
+    UsageSum,
+    Vote,
     WindowState,
 )
 
@@ -573,6 +575,56 @@ class SqliteStore:
                 )
 
         await self._run(_record)
+
+    async def usage_of(self, team: str, user_id: str, since: float) -> list[UsageSum]:
+        def _sums() -> list[UsageSum]:
+            return [
+                UsageSum(row[0], row[1], *(value or 0 for value in row[2:]))
+                for row in self._db.execute(
+                    "SELECT model, line, COUNT(*), SUM(input_tokens),"
+                    " SUM(cache_creation_input_tokens), SUM(cache_read_input_tokens),"
+                    " SUM(output_tokens), SUM(web_search_requests) FROM usage"
+                    " WHERE team=? AND user_id=? AND created_at >= ? GROUP BY model, line",
+                    [team, user_id, since],
+                ).fetchall()
+            ]
+
+        return await self._run(_sums)
+
+    # -- feedback ---------------------------------------------------------------------------
+
+    async def record_vote(self, vote: Vote) -> None:
+        await self._run(self._upsert_vote, vote, None)
+
+    async def record_vote_reason(self, vote: Vote, reason: str) -> None:
+        await self._run(self._upsert_vote, vote, reason)
+
+    def _upsert_vote(self, vote: Vote, reason: str | None) -> None:
+        now = time.time()
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO feedback (team, channel, message_ts, user_id, reply_id, model, vote,"
+                " reason, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (team, channel, message_ts, user_id) DO UPDATE SET"
+                " vote=excluded.vote, updated_at=excluded.updated_at,"
+                " reply_id=COALESCE(excluded.reply_id, feedback.reply_id),"
+                " model=COALESCE(excluded.model, feedback.model),"
+                # A reason given is kept; a switch to 👍 drops the old 👎's reason.
+                " reason=CASE WHEN excluded.reason IS NOT NULL THEN excluded.reason"
+                " WHEN excluded.vote='bad' THEN feedback.reason ELSE NULL END",
+                [
+                    vote.team,
+                    vote.channel,
+                    vote.message_ts,
+                    vote.user_id,
+                    vote.reply_id,
+                    vote.model,
+                    vote.vote,
+                    reason,
+                    now,
+                    now,
+                ],
+            )
 
     # -- recovery ---------------------------------------------------------------------------
 

@@ -91,6 +91,34 @@ class UsageRecord:
 
 
 @dataclass(frozen=True)
+class Vote:
+    """One person's 👍 or 👎 on one reply message (the one carrying the buttons)."""
+
+    team: str
+    channel: str
+    message_ts: str
+    user_id: str
+    vote: str  # "good" | "bad"
+    #: The reply (store id) and the model that wrote it, from the button's value.
+    reply_id: int | None = None
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class UsageSum:
+    """Usage summed over one model's replies (what a person's Home tab prices)."""
+
+    model: str | None
+    line: str | None
+    replies: int = 0
+    input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    output_tokens: int = 0
+    web_search_requests: int = 0
+
+
+@dataclass(frozen=True)
 class UnfinishedReply:
     """A reply a crash left mid-stream, with where to finish it."""
 
@@ -216,5 +244,19 @@ class Store(Protocol):
     ) -> None: ...
 
     async def record_usage(self, record: UsageRecord) -> None: ...
+
+    async def usage_of(self, team: str, user_id: str, since: float) -> list[UsageSum]:
+        """The replies `user_id` asked for since `since` (a Unix time), summed per model."""
+        ...
+
+    async def record_vote(self, vote: Vote) -> None:
+        """Keep a click: one row per (team, channel, message, person); a later click or a
+        switch updates it (a switch to 👍 drops an earlier 👎 reason)."""
+        ...
+
+    async def record_vote_reason(self, vote: Vote, reason: str) -> None:
+        """The 👎 modal's answer, kept with that person's vote on that message (creating the
+        vote if the click's own write has not landed yet)."""
+        ...
 
     async def unfinished_replies(self) -> list[UnfinishedReply]: ...

@@ -7,7 +7,10 @@ one supersedes it). Edits that must land (the final text, a full message sealed 
 reply continues in the next) take the budget's top priority: sent the moment the stream ends,
 or, after Slack refused one, in turn; a refused one holds the whole budget for `Retry-After`
 and waits its turn again. Text longer than one Slack message continues in further messages in
-the thread, split at clean boundaries by `message_split.split_first`.
+the thread, split at clean boundaries by `message_split.split_first`. A reply with feedback
+buttons carries them on its last message, its text then in a `markdown` block beside them
+(`feedback.with_buttons`); while it streams, a reply's message carries the Stop button the
+same way (`stopping.stop_block`), and its final edit drops it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slackbot import message_split, messages
 from slackbot.edit_budget import FIRST_TEXT, INTERMEDIATE, EditBudget, EditBudgets
 from slackbot.events import Incoming
+from slackbot.feedback import MARKDOWN_BLOCK_LIMIT, FeedbackTag, with_buttons
 from slackbot.slack_calls import FINAL_ATTEMPTS, post_with_backoff, retry_after_seconds
 from slackbot.sources import Sources
 from slackbot.stream_events import (
@@ -102,6 +106,10 @@ class UpdateReply:
         self._in_flight: asyncio.Future[None] | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._started = False
+        #: When `start` was called, and when the answer's first text showed in Slack
+        #: (monotonic clock): the metrics' time to first visible text and reply duration.
+        self.started_at: float | None = None
+        self.first_text_at: float | None = None
 
     @classmethod
     def resumed(
@@ -173,6 +181,8 @@ class UpdateReply:
             self._dirty.set()
 
     async def start(self, placeholder: str) -> str:
+        if self.started_at is None:
+            self.started_at = time.monotonic()
         ts = await self._post(placeholder, live=True)
         self.message_ts.append(ts)
         self._budget.reply_started()
@@ -276,11 +286,15 @@ class UpdateReply:
             self._carry = prefix
             self.message_ts.append(following)
 
-    def _content(self, ts: str | None, body: str, live: bool) -> dict[str, Any]:
-        """What a post or an edit carries: `markdown_text`, or while the reply streams with a
-        Stop button, the same Markdown in a `markdown` block beside it (Slack takes one or
-        the other); a final edit of a message that had the button sends the block alone, so
-        the button is gone."""
+    def _content(
+        self, ts: str | None, body: str, live: bool, tag: FeedbackTag | None = None
+    ) -> dict[str, Any]:
+        """What a post or an edit carries: `markdown_text`; with feedback buttons (a final
+        message), the Markdown in a `markdown` block beside them; while the reply streams with
+        a Stop button, the same beside that (Slack takes one or the other). A final edit of a
+        message that had the Stop button sends its blocks anew, so the button is gone."""
+        if tag is not None:
+            return with_buttons(body, tag)
         if live and self._stop_button is not None:
             return {
                 "text": _fallback(body),
@@ -290,14 +304,19 @@ class UpdateReply:
             return {"text": _fallback(body), "blocks": [{"type": "markdown", "text": body}]}
         return {"markdown_text": body}
 
-    async def _update(self, ts: str, body: str, *, live: bool = False) -> None:
-        content = self._content(ts, body, live)
+    async def _update(
+        self, ts: str, body: str, tag: FeedbackTag | None = None, *, live: bool = False
+    ) -> None:
+        content = self._content(ts, body, live, tag)
+        shows_text = bool(self.text.strip())
         try:
             await self._client.chat_update(channel=self.channel, ts=ts, **content)
         except SlackApiError as exc:
             log.warning("chat.update failed: %s", exc.response.get("error"))
             raise
         self._mark_button(ts, live)
+        if shows_text and self.first_text_at is None:
+            self.first_text_at = time.monotonic()
 
     def _mark_button(self, ts: str, live: bool) -> None:
         if live and self._stop_button is not None:
@@ -305,7 +324,7 @@ class UpdateReply:
         else:
             self._button_on.discard(ts)
 
-    async def _final_update(self, ts: str, body: str) -> None:
+    async def _final_update(self, ts: str, body: str, tag: FeedbackTag | None = None) -> None:
         """An edit that must land, at the budget's top priority and keeping its place in line.
 
         A refusal holds the whole workspace's budget for `Retry-After` and the edit waits its
@@ -316,7 +335,7 @@ class UpdateReply:
         for attempt in range(1, FINAL_ATTEMPTS + 1):
             granted = await self._budget.acquire_final(place)
             try:
-                await self._update(ts, body)
+                await self._update(ts, body, tag)
                 return
             except SlackApiError as exc:
                 pause = retry_after_seconds(exc)
@@ -325,11 +344,11 @@ class UpdateReply:
                 log.info("final edit rate-limited; waiting its turn (Retry-After %.1fs)", pause)
                 self._budget.hold(pause, sent_at=granted)
 
-    async def _post(self, body: str, *, live: bool = False) -> str:
+    async def _post(self, body: str, tag: FeedbackTag | None = None, *, live: bool = False) -> str:
         """Post a message of this reply (its placeholder, a continuation, a re-posted answer):
         without it there is nowhere to answer, so 5xx answers and network errors are retried
         with backoff, for up to a minute."""
-        content = self._content(None, body, live)
+        content = self._content(None, body, live, tag)
         response = await post_with_backoff(
             lambda: self._client.chat_postMessage(
                 channel=self.channel, thread_ts=self.thread_ts, **content
@@ -340,25 +359,29 @@ class UpdateReply:
         self._mark_button(ts, live)
         return ts
 
-    async def _next_message(self, body: str, *, live: bool = False) -> str:
+    async def _next_message(
+        self, body: str, tag: FeedbackTag | None = None, *, live: bool = False
+    ) -> str:
         """The next message of a long reply: one it occupied before a restart, else a new one."""
         if self._spare_ts:
             ts = self._spare_ts.pop(0)
             try:
-                await self._final_update(ts, body)
+                await self._final_update(ts, body, tag)
                 return ts
             except Exception as exc:  # deleted meanwhile, refused, timed out: post instead
-                return await self._post_instead(ts, body, exc)
-        return await self._post(body, live=live)
+                return await self._post_instead(ts, body, exc, tag)
+        return await self._post(body, tag, live=live)
 
-    async def _post_instead(self, ts: str, body: str, why: BaseException) -> str:
+    async def _post_instead(
+        self, ts: str, body: str, why: BaseException, tag: FeedbackTag | None = None
+    ) -> str:
         """Post `body` as a new message because message `ts` could not be edited to it, then
         delete `ts`: a placeholder left above the answer would say "Thinking…" forever.
 
         The delete is tried once (slack_sdk's own retries aside); a failure is only logged.
         """
         log.warning("could not edit %s (%r): posting its text as a new message", ts, why)
-        posted = await self._post(body)
+        posted = await self._post(body, tag)
         gone = isinstance(why, SlackApiError) and why.response.get("error") == "message_not_found"
         if not gone:
             try:
@@ -372,19 +395,22 @@ class UpdateReply:
 
     # -- the end ----------------------------------------------------------------------------
 
-    async def finish(self, note: str | None = None) -> list[str]:
-        """Stop streaming edits and put the full final text (plus `note`) in Slack at once."""
+    async def finish(
+        self, note: str | None = None, *, feedback: FeedbackTag | None = None
+    ) -> list[str]:
+        """Stop streaming edits and put the full final text (plus `note`) in Slack at once;
+        with `feedback`, the last message carries the 👍/👎 buttons."""
         try:
-            return await self._finish(note)
+            return await self._finish(note, feedback)
         finally:
             if self._started:
                 self._started = False
                 self._budget.reply_finished()
 
-    async def stop(self) -> list[str]:
-        return await self.finish(messages.STOPPED)
+    async def stop(self, *, feedback: FeedbackTag | None = None) -> list[str]:
+        return await self.finish(messages.STOPPED, feedback=feedback)
 
-    async def _finish(self, note: str | None) -> list[str]:
+    async def _finish(self, note: str | None, feedback: FeedbackTag | None) -> list[str]:
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -400,21 +426,26 @@ class UpdateReply:
         if note:
             content = f"{content.rstrip()}\n\n{note}" if content.strip() else note
         pieces = message_split.split(content, self._limit) or ["…"]
+        if feedback is not None and len(pieces[-1]) > MARKDOWN_BLOCK_LIMIT:
+            # Only with a limit above the markdown block's: the last piece must fit in one.
+            pieces[-1:] = message_split.split(pieces[-1], MARKDOWN_BLOCK_LIMIT)
+        tags: list[FeedbackTag | None] = [None] * len(pieces)
+        tags[-1] = feedback
         if not self.message_ts:  # nothing was ever posted (a reply resumed before its first)
-            self.message_ts.append(await self._post(pieces[0]))
-            for piece in pieces[1:]:
-                self.message_ts.append(await self._next_message(piece))
+            self.message_ts.append(await self._post(pieces[0], tags[0]))
+            for piece, tag in zip(pieces[1:], tags[1:], strict=True):
+                self.message_ts.append(await self._next_message(piece, tag))
             return list(self.message_ts)
         ts = self.message_ts[-1]
         try:
-            await self._final_update(ts, pieces[0])
+            await self._final_update(ts, pieces[0], tags[0])
         except Exception as exc:
             # The placeholder can't be edited (deleted, Slack refuses the edit, the call timed
             # out or the connection broke, slack_sdk's own retries spent): the answer still has
             # to reach the thread, so it goes out as a new message.
-            self.message_ts.append(await self._post_instead(ts, pieces[0], exc))
-        for piece in pieces[1:]:
-            self.message_ts.append(await self._next_message(piece))
+            self.message_ts.append(await self._post_instead(ts, pieces[0], exc, tags[0]))
+        for piece, tag in zip(pieces[1:], tags[1:], strict=True):
+            self.message_ts.append(await self._next_message(piece, tag))
         return list(self.message_ts)
 
 

@@ -8,13 +8,13 @@ override with SLACKBOT_PRICES; cache writes cost 1.25× and cache reads 0.1× th
 from __future__ import annotations
 
 import re
-import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from slackbot.db_read import reading
 from slackbot.errors import UsageError
+from slackbot.store import UsageSum
 
 #: USD per million (input, output) tokens, keyed by model id prefix or by model line; the
 #: longest matching id prefix wins, then the line. Public list prices when this was written:
@@ -116,7 +116,7 @@ def cost_of(totals: Totals, price: tuple[float, float] | None) -> float:
 
 
 def summarise(
-    db_path: str,
+    source: str,
     *,
     since: float | None,
     by: str,
@@ -124,44 +124,63 @@ def summarise(
     now: float | None = None,
     web_search_price: float = WEB_SEARCH_PER_1000,
 ) -> dict[str, Totals]:
-    """Totals per group (channel, user, model or team) since `since` seconds ago."""
+    """Totals per group (channel, user, model or team) since `since` seconds ago, from
+    `source`: the SQLite file's path or the PostgreSQL URL."""
     if by not in GROUPS:
         raise UsageError(f"--by must be one of {', '.join(GROUPS)}, got {by!r}")
-    if not Path(db_path).exists():
-        raise UsageError(f"no database at {db_path}: set SLACKBOT_DB to the bot's database")
     cutoff = 0.0 if since is None else (now or time.time()) - since
     column = GROUPS[by]
-    try:
-        conn = sqlite3.connect(f"{Path(db_path).resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        raise UsageError(f"cannot open {db_path}: {exc}") from None
-    try:
-        conn.execute("PRAGMA busy_timeout=5000")
-        if not conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='usage'"
-        ).fetchone():
+    with reading(source) as db:
+        if not db.has_table("usage"):
             return {}
-        rows = conn.execute(
+        rows = db.rows(
             f"SELECT COALESCE({column}, '?'), model, line, COUNT(*), SUM(input_tokens),"
             " SUM(cache_creation_input_tokens), SUM(cache_read_input_tokens),"
             " SUM(output_tokens), SUM(web_search_requests), SUM(web_fetch_requests)"
             " FROM usage WHERE created_at >= ?"
             f" GROUP BY {column}, model, line",
             [cutoff],
-        ).fetchall()
-    except sqlite3.Error as exc:
-        raise UsageError(f"cannot read {db_path}: {exc}") from None
-    finally:
-        conn.close()
+        )
     groups: dict[str, Totals] = {}
     for key, model, line, count, inp, write, read, out, searches, fetches in rows:
         part = Totals(count, inp or 0, write or 0, read or 0, out or 0)
         part.web_searches, part.web_fetches = searches or 0, fetches or 0
-        price = prices.lookup(model, line)
-        part.cost = cost_of(part, price) + part.web_searches * web_search_price / 1000
-        part.unpriced = price is None and count > 0
-        groups.setdefault(str(key), Totals()).add(part)
+        groups.setdefault(str(key), Totals()).add(
+            priced(part, model, line, prices, web_search_price)
+        )
     return groups
+
+
+def priced(
+    part: Totals,
+    model: str | None,
+    line: str | None,
+    prices: PriceTable,
+    web_search_price: float = WEB_SEARCH_PER_1000,
+) -> Totals:
+    """`part` (one model's replies) with its estimated cost filled in."""
+    price = prices.lookup(model, line)
+    part.cost = cost_of(part, price) + part.web_searches * web_search_price / 1000
+    part.unpriced = price is None and part.replies > 0
+    return part
+
+
+def totals_of(
+    sums: Iterable[UsageSum], prices: PriceTable, web_search_price: float = WEB_SEARCH_PER_1000
+) -> Totals:
+    """The store's per-model sums (a person's Home tab) as one priced total."""
+    total = Totals()
+    for s in sums:
+        part = Totals(
+            s.replies,
+            s.input_tokens,
+            s.cache_creation_input_tokens,
+            s.cache_read_input_tokens,
+            s.output_tokens,
+        )
+        part.web_searches = s.web_search_requests
+        total.add(priced(part, s.model, s.line, prices, web_search_price))
+    return total
 
 
 def render(groups: dict[str, Totals], *, by: str, since_text: str) -> str:
@@ -219,7 +238,7 @@ def _row(key: str, totals: Totals) -> tuple[str, ...]:
 
 
 def report(
-    db_path: str,
+    source: str,
     *,
     since_text: str,
     by: str,
@@ -228,7 +247,7 @@ def report(
 ) -> str:
     since = parse_since(since_text)
     groups = summarise(
-        db_path,
+        source,
         since=since,
         by=by,
         prices=PriceTable.with_overrides(overrides),

@@ -44,6 +44,10 @@ def test_socket_mode_needs_no_signing_secret() -> None:
         ({**BASE, "CLAUDE_MAX_TOKENS": "0"}, "CLAUDE_MAX_TOKENS"),
         ({**BASE, "SLACK_API_URL": "slack.com"}, "SLACK_API_URL"),
         ({**BASE, "SLACKBOT_EDIT_BUDGET": "lots"}, "SLACKBOT_EDIT_BUDGET"),
+        ({**BASE, "SLACKBOT_LOG_FORMAT": "xml"}, "SLACKBOT_LOG_FORMAT"),
+        ({**BASE, "SLACKBOT_METRICS_PORT": "metrics"}, "SLACKBOT_METRICS_PORT"),
+        ({**BASE, "SLACKBOT_METRICS_PORT": "0"}, "SLACKBOT_METRICS_PORT"),
+        ({**BASE, "SLACKBOT_METRICS_PORT": "70000"}, "SLACKBOT_METRICS_PORT"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None:
@@ -65,6 +69,12 @@ def test_overrides() -> None:
     assert s.slack_file_hosts == ("files.example.com", "cdn.example.com")
     assert s.claude_model == "claude-opus-4-6" and not s.claude_model_is_default
     assert (s.edit_budget_per_minute, s.edit_burst) == (30, 3)
+
+
+def test_log_format_and_metrics_port() -> None:
+    assert (load_settings(BASE).log_format, load_settings(BASE).metrics_port) == ("text", None)
+    s = load_settings({**BASE, "SLACKBOT_LOG_FORMAT": "JSON", "SLACKBOT_METRICS_PORT": "9100"})
+    assert (s.log_format, s.metrics_port) == ("json", 9100)
 
 
 def test_cli_missing_setting_is_one_line_and_fast(tmp_path) -> None:

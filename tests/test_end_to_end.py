@@ -1,9 +1,10 @@
-"""The bot as a user meets it: a mention or DM in, a streamed reply out, memory in between."""
+"""The bot as a user meets it: a mention or DM in, a streamed reply out, memory in between.
+
+Every test here runs on both stores: SQLite, and a real PostgreSQL (`DATABASE_URL`)."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator
 
 import pytest
@@ -12,6 +13,23 @@ from fakes.claude import FakeClaude, Script
 from fakes.harness import CHANNEL, DM, Harness, conversation, make_settings, start_harness
 from fakes.slack import FakeSlack, FakeSocketModeServer, event_callback, message_event
 from slackbot.server import create_bot, prepare, start_socket_mode
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def harness(
+    request: pytest.FixtureRequest, slack: FakeSlack, claude: FakeClaude, db_path: str
+) -> AsyncIterator[Harness]:
+    overrides = {}
+    if request.param == "postgres":
+        overrides["database_url"] = request.getfixturevalue("postgres_url")
+    h, runner = await start_harness(slack, claude, db_path, **overrides)
+    try:
+        yield h
+    finally:
+        await h.settled()
+        await runner.cleanup()
+        await h.close()
+        await h.bot.close()
 
 
 async def test_mention_gets_streamed_reply_in_thread(harness: Harness) -> None:
@@ -58,12 +76,15 @@ async def test_follow_up_sees_whole_thread(harness: Harness) -> None:
     ]
 
 
-@pytest.fixture
+@pytest.fixture(params=["sqlite", "postgres"])
 async def dm_conversation(
-    slack: FakeSlack, claude: FakeClaude, db_path: str
+    request: pytest.FixtureRequest, slack: FakeSlack, claude: FakeClaude, db_path: str
 ) -> AsyncIterator[Harness]:
     """The bot with SLACKBOT_DM_MODE=conversation: top-level DMs are one running conversation."""
-    h, runner = await start_harness(slack, claude, db_path, dm_mode="conversation")
+    overrides: dict[str, object] = {"dm_mode": "conversation"}
+    if request.param == "postgres":
+        overrides["database_url"] = request.getfixturevalue("postgres_url")
+    h, runner = await start_harness(slack, claude, db_path, **overrides)
     try:
         yield h
     finally:
@@ -401,7 +422,7 @@ async def test_a_refused_exchange_is_left_out_of_later_requests(
     await harness.settled()
     texts = [b["text"] for m in conversation(harness.claude.requests[-1]) for b in m["content"]]
     assert texts == ["Alice: something else"]
-    with sqlite3.connect(db_path) as db:  # still in the store, marked
-        rows = db.execute("SELECT role, status FROM messages ORDER BY sort_ts, role='assistant'")
-        statuses = [f"{role} {status}" for role, status in rows]
+    # still in the store, marked
+    rows = harness.query("SELECT role, status FROM messages ORDER BY sort_ts, role='assistant'")
+    statuses = [f"{role} {status}" for role, status in rows]
     assert statuses == ["user done", "assistant refused", "user done", "assistant done"]

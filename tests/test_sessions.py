@@ -14,7 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from fakes.claude import FakeClaude, Script, reply_text
 from fakes.harness import CHANNEL, DM, Harness, conversation, start_harness
-from fakes.slack import FakeSlack, block_actions_payload
+from fakes.slack import FakeSlack
 from slackbot import messages
 from slackbot.config import load_settings
 from slackbot.errors import ConfigError
@@ -278,15 +278,15 @@ async def test_the_stop_button_stops_a_channel_reply_for_the_asker_only(
     await slack.wait_for(lambda: len(slack.calls_to("chat.update")) >= 1)
     snapshot = dict(slack.messages[(CHANNEL, placeholder["ts"])])
 
-    other = await harness.click(CHANNEL, placeholder["ts"], STOP_ACTION, user="U2")
-    assert other.status == 200
+    other, _ = await harness.click(CHANNEL, placeholder["ts"], STOP_ACTION, user="U2")
+    assert other == 200
     await slack.wait_for(lambda: slack.ephemerals)
     assert slack.ephemerals == [(CHANNEL, "U2", messages.STOP_NOT_YOURS)]
     assert harness.claude.timeline[0]["disconnected_at"] is None, "still streaming"
 
     clicked_at = asyncio.get_running_loop().time()
-    mine = await harness.click(CHANNEL, placeholder["ts"], STOP_ACTION, user="U1")
-    assert mine.status == 200
+    mine, _ = await harness.click(CHANNEL, placeholder["ts"], STOP_ACTION, user="U1")
+    assert mine == 200
     first = harness.claude.timeline[0]
     await slack.wait_for(lambda: first["disconnected_at"] is not None, timeout=2)
     await harness.settled()
@@ -302,11 +302,11 @@ async def test_the_stop_button_stops_a_channel_reply_for_the_asker_only(
     # a late click (from the message as it was while streaming) does nothing
     calls = len(slack.calls)
     [button] = next(b for b in snapshot["blocks"] if b["type"] == "actions")["elements"]
-    payload = block_actions_payload(
-        snapshot, {**button, "block_id": "x"}, user="U1", response_url=f"{slack.base_url}/_r/1"
+    payload = slack.block_actions_payload(
+        CHANNEL, placeholder["ts"], user="U1", action={**button, "block_id": "x"}
     )
-    late = await harness.post_form(payload)
-    assert late.status == 200
+    late, _ = await harness.post_interaction(payload)
+    assert late == 200
     await asyncio.sleep(0.2)
     assert len(slack.calls) == calls
 
@@ -317,11 +317,11 @@ async def test_a_stop_button_click_with_a_bad_signature_is_refused(harness: Harn
     [placeholder] = await harness.slack.wait_for(lambda: harness.replies(CHANNEL, mention["ts"]))
     message = harness.slack.messages[(CHANNEL, placeholder["ts"])]
     [button] = next(b for b in message["blocks"] if b["type"] == "actions")["elements"]
-    payload = block_actions_payload(
-        message, {**button, "block_id": "x"}, user="U1", response_url="http://127.0.0.1:9/r"
+    payload = harness.slack.block_actions_payload(
+        CHANNEL, placeholder["ts"], user="U1", action={**button, "block_id": "x"}
     )
-    response = await harness.post_form(payload, secret="wrong")
-    assert response.status == 401
+    refused, _ = await harness.post_interaction(payload, secret="wrong")
+    assert refused == 401
     await harness.settled(timeout=20)
     assert not harness.texts(CHANNEL, mention["ts"])[-1].endswith(messages.STOPPED)
 

@@ -7,12 +7,27 @@ import os
 import signal
 import sys
 import textwrap
+from collections.abc import Awaitable, Callable
 
+import pytest
 import sqlite_utils
 
 from slackbot.migrations import migrations
+from slackbot.postgres_store import PostgresStore
 from slackbot.sqlite_store import SqliteStore
-from slackbot.store import StoredDocument, StoredImage
+from slackbot.store import Store, StoredDocument, StoredImage
+
+Opener = Callable[[], Awaitable[Store]]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def reopen(request: pytest.FixtureRequest, tmp_path) -> Opener:
+    """Opens the same database again each time it is called, on each backend in turn."""
+    if request.param == "sqlite":
+        path = str(tmp_path / "x.db")
+        return lambda: SqliteStore.open(path)
+    url = request.getfixturevalue("postgres_url")
+    return lambda: PostgresStore.open(url)
 
 
 def ts(n: int) -> str:
@@ -77,20 +92,20 @@ async def test_store_uses_wal(tmp_path) -> None:
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-async def test_claim_event_dedupes_by_event_id_and_message(tmp_path) -> None:
-    store = await SqliteStore.open(str(tmp_path / "x.db"))
+async def test_claim_event_dedupes_by_event_id_and_message(reopen: Opener) -> None:
+    store = await reopen()
     assert await store.claim_event("Ev1", "C1", ts(1))
     assert not await store.claim_event("Ev1", "C1", ts(1))  # redelivery
     assert not await store.claim_event("Ev2", "C1", ts(1))  # same post, other event
     assert await store.claim_event("Ev3", "C2", ts(1))  # same ts, other channel
     await store.close()
-    reopened = await SqliteStore.open(str(tmp_path / "x.db"))
+    reopened = await reopen()
     assert not await reopened.claim_event("Ev1", "C1", ts(1))  # across a restart
     await reopened.close()
 
 
-async def test_conversations_are_keyed_by_team_channel_thread(tmp_path) -> None:
-    store = await SqliteStore.open(str(tmp_path / "x.db"))
+async def test_conversations_are_keyed_by_team_channel_thread(reopen: Opener) -> None:
+    store = await reopen()
     a = await store.thread_conversation("T1", "C1", ts(1))
     assert a == await store.thread_conversation("T1", "C1", ts(1))
     others = {
@@ -104,8 +119,8 @@ async def test_conversations_are_keyed_by_team_channel_thread(tmp_path) -> None:
     await store.close()
 
 
-async def test_dm_conversation_goes_idle(tmp_path) -> None:
-    store = await SqliteStore.open(str(tmp_path / "x.db"))
+async def test_dm_conversation_goes_idle(reopen: Opener) -> None:
+    store = await reopen()
     first = await store.dm_conversation("T1", "D1", ts(0), idle_seconds=100)
     assert await store.dm_conversation("T1", "D1", ts(50), idle_seconds=100) == first
     later = await store.dm_conversation("T1", "D1", ts(500), idle_seconds=100)
@@ -115,8 +130,8 @@ async def test_dm_conversation_goes_idle(tmp_path) -> None:
     await store.close()
 
 
-async def test_history_is_a_snapshot_at_the_mention(tmp_path) -> None:
-    store = await SqliteStore.open(str(tmp_path / "x.db"))
+async def test_history_is_a_snapshot_at_the_mention(reopen: Opener) -> None:
+    store = await reopen()
     c = await store.thread_conversation("T1", "C1", ts(1))
     await store.add_user_turn(c, ts=ts(1), user_id="U1", user_name="Alice", text="q1")
     reply = await store.begin_reply(c, answers_ts=ts(1), channel="C1", first_ts=ts(2))
@@ -247,8 +262,8 @@ PDF = StoredDocument("pdf", "application/pdf", "JVBERi0=", "report.pdf", 5, 3, 1
 NOTES = StoredDocument("text", "text/plain", "a,b\n1,2\n", "data.csv", 8, None, 8)
 
 
-async def test_documents_are_stored_once_and_loaded_with_their_turn(tmp_path) -> None:
-    store = await SqliteStore.open(str(tmp_path / "x.db"))
+async def test_documents_are_stored_once_and_loaded_with_their_turn(reopen: Opener) -> None:
+    store = await reopen()
     c = await store.thread_conversation("T1", "C1", ts(1))
     image = StoredImage("image/png", "AAAA", "a.png")
     assert await store.add_user_turn(
@@ -266,7 +281,7 @@ async def test_documents_are_stored_once_and_loaded_with_their_turn(tmp_path) ->
         ("q2", (NOTES,), (image,)),
     ]
     await store.close()
-    reopened = await SqliteStore.open(str(tmp_path / "x.db"))
+    reopened = await reopen()
     assert [t.documents for t in await reopened.history(c, ts(1))] == [(PDF, NOTES)]
     await reopened.close()
 
@@ -281,3 +296,61 @@ async def test_upgrade_adds_documents_to_an_existing_database(tmp_path) -> None:
     await store.add_user_turn(1, ts=ts(2), user_id="U", user_name="A", text="x", documents=[PDF])
     assert (await store.history(1, ts(2)))[1].documents == (PDF,)
     await store.close()
+
+
+async def test_replies_pending_messages_and_usage_on_every_backend(reopen: Opener) -> None:
+    from slackbot.store import UsageRecord
+
+    store = await reopen()
+    c = await store.claim_conversation(
+        "Ev1", "C1", ts(1), team="T1", thread_root=ts(1), idle_seconds=60, pending='{"m": 1}'
+    )
+    assert c is not None
+    assert (
+        await store.claim_conversation(
+            "Ev1", "C1", ts(1), team="T1", thread_root=ts(1), idle_seconds=60
+        )
+        is None
+    )
+    [pending] = await store.pending_messages(max_age=3600)
+    assert (pending.conversation_id, pending.payload) == (c, '{"m": 1}')
+    await store.add_user_turn(c, ts=ts(1), user_id="U1", user_name="Alice", text="q")
+    reply = await store.begin_reply(c, answers_ts=ts(1), channel="C1", first_ts=ts(2))
+    assert await store.pending_messages(max_age=3600) == []  # begun: no longer pending
+    await store.update_reply(reply, text="half", message_ts=[ts(2)], status="streaming")
+    [unfinished] = await store.unfinished_replies()
+    assert (unfinished.id, unfinished.team, unfinished.thread_ts, unfinished.text) == (
+        reply,
+        "T1",
+        ts(1),
+        "half",
+    )
+    await store.update_reply(
+        reply, text="whole", message_ts=[ts(2), ts(3)], status="done", stop_reason="end_turn"
+    )
+    assert await store.unfinished_replies() == []
+    assert await store.known_ts(c) == {ts(1), ts(2), ts(3)}
+    assert await store.sync_point(c) is None
+    await store.mark_synced(c, ts(3))
+    await store.mark_synced(c, ts(2))  # never moves back
+    assert await store.sync_point(c) == ts(3)
+    turns = await store.history(c, ts(9))
+    await store.save_token_estimates({t.id: 10 + i for i, t in enumerate(turns)})
+    assert [t.tokens for t in await store.history(c, ts(9))] == [10, 11]
+    await store.save_window_state(c, kept_from_id=turns[1].id, images_from_id=None)
+    state = await store.window_state(c)
+    assert state.kept_from_id == turns[1].id and not state.trim_noticed
+    await store.record_usage(
+        UsageRecord(reply, c, "T1", "C1", "U1", "claude-x", "sonnet", 5, 7, web_search_requests=1)
+    )
+    # A claim that never got a reply is forgotten when asked to be.
+    other = await store.claim_conversation(
+        "Ev2", "C1", ts(5), team="T1", thread_root=ts(1), idle_seconds=60, pending="{}"
+    )
+    assert other == c
+    await store.forget_pending("C1", ts(5))
+    assert await store.pending_messages(max_age=3600) == []
+    await store.close()
+    reopened = await reopen()
+    assert [t.text for t in await reopened.history(c, ts(9))] == ["q", "whole"]
+    await reopened.close()

@@ -13,6 +13,7 @@ from slackbot.cli import main
 from slackbot.sqlite_store import SqliteStore
 from slackbot.store import UsageRecord
 from slackbot.usage import PriceTable, Totals, parse_since, report, summarise
+from tests.databases import open_at
 
 
 def rows(db_path: str) -> list[dict]:
@@ -70,9 +71,9 @@ async def test_a_failed_reply_is_recorded_with_its_error(harness: Harness) -> No
     assert row["error"] == "OverloadedError" and row["output_tokens"] == 0
 
 
-async def test_usage_is_summed_by_group_and_priced(tmp_path) -> None:
-    path = str(tmp_path / "bot.db")
-    store = await SqliteStore.open(path)
+async def test_usage_is_summed_by_group_and_priced(source: str) -> None:
+    path = source
+    store = await open_at(path)
     million = 1_000_000
     await store.record_usage(record(input_tokens=million, output_tokens=million))
     await store.record_usage(

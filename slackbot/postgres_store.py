@@ -1,0 +1,661 @@
+"""The `Store` on PostgreSQL (`DATABASE_URL`), for many instances on one database.
+
+psycopg 3 with a connection pool: each method is one transaction on a pooled connection, so
+calls from one process run side by side (SQLite's single writer thread has no equivalent to
+keep here), and what must be atomic across instances is one statement or one transaction
+under an advisory lock, never read-then-write. A database that is down at start stops the bot
+within `CONNECT_SECONDS`; one that drops while running fails the calls made meanwhile (the turn
+then ends with its note, as on SQLite) and the pool reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from slackbot.errors import ConfigError
+from slackbot.migrations import POSTGRES
+from slackbot.store import (
+    PendingMessage,
+    StoredDocument,
+    StoredImage,
+    Turn,
+    UnfinishedReply,
+    UsageRecord,
+    UsageSum,
+    Vote,
+    WindowState,
+)
+
+log = logging.getLogger(__name__)
+
+#: A database that cannot be reached at start stops the bot within this many seconds.
+CONNECT_SECONDS = 15.0
+#: One connection attempt gives up after this many seconds (then the pool tries again).
+ATTEMPT_SECONDS = 5
+#: A call waits at most this long for a free (or re-made) connection.
+CALL_WAIT_SECONDS = 5.0
+#: Connections per instance.
+POOL_SIZE = 20
+HEALTH_TIMEOUT = 2.0
+#: Processed-event records older than this are pruned at start-up (Slack retries for ~5 min).
+EVENT_RETENTION_SECONDS = 7 * 24 * 3600
+#: The advisory lock that serialises migrations when several instances start at once.
+MIGRATION_LOCK = 0x51AC_B07
+
+
+def masked(url: str) -> str:
+    """`url` with its password replaced by `***` (for every message an operator sees)."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def normalised(url: str) -> str:
+    """Heroku's `postgres://` is the same thing as `postgresql://`."""
+    return (
+        "postgresql://" + url.removeprefix("postgres://") if url.startswith("postgres://") else url
+    )
+
+
+def apply_migrations(conn: psycopg.Connection[Any]) -> list[str]:
+    """Apply the steps not yet applied, in one transaction under an advisory lock (instances
+    starting together wait for each other); the names applied."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS slackbot_migrations"
+            " (name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
+        )
+        done = {row[0] for row in conn.execute("SELECT name FROM slackbot_migrations")}
+        applied = []
+        for name, sql in POSTGRES.items():
+            if name in done:
+                continue
+            conn.execute(sql)  # several statements: allowed without parameters
+            conn.execute(
+                "INSERT INTO slackbot_migrations (name, applied_at) VALUES (%s, %s)",
+                [name, time.time()],
+            )
+            applied.append(name)
+    return applied
+
+
+@dataclass
+class PostgresStore:
+    """The `Store` on PostgreSQL; construct with `await PostgresStore.open(url)`."""
+
+    url: str
+    _pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = field(repr=False)
+    #: The migration steps this open applied (empty: the schema was up to date).
+    _migrated: list[str] = field(default_factory=list, repr=False)
+
+    @classmethod
+    async def open(
+        cls, url: str, *, connect_seconds: float = CONNECT_SECONDS, size: int = POOL_SIZE
+    ) -> PostgresStore:
+        """Connect (within `connect_seconds`, else `ConfigError` naming `DATABASE_URL`) and
+        migrate."""
+        url = normalised(url)
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=size,
+            open=False,
+            timeout=CALL_WAIT_SECONDS,
+            kwargs={"connect_timeout": ATTEMPT_SECONDS, "application_name": "slackbot"},
+            check=AsyncConnectionPool.check_connection,
+        )
+        try:
+            await pool.open(wait=True, timeout=connect_seconds)
+        except Exception as exc:
+            await pool.close()
+            raise ConfigError(
+                f"DATABASE_URL: cannot reach {masked(url)} within {connect_seconds:.0f} s"
+                f" ({_reason(exc)})"
+            ) from None
+        store = cls(url=url, _pool=pool)
+        try:
+            await asyncio.to_thread(store._migrate_sync)
+        except BaseException:
+            await pool.close()
+            raise
+        return store
+
+    def _migrate_sync(self) -> None:
+        with psycopg.connect(self.url, connect_timeout=ATTEMPT_SECONDS) as conn:
+            applied = self._migrated = apply_migrations(conn)
+            if applied:
+                log.info("database migrated: %s", ", ".join(applied))
+            cutoff = time.time() - EVENT_RETENTION_SECONDS
+            with conn.transaction():
+                conn.execute("DELETE FROM events WHERE received_at < %s", [cutoff])
+                conn.execute("DELETE FROM seen_messages WHERE received_at < %s", [cutoff])
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def migrated_now(self) -> list[str]:
+        """The steps this start applied (for `slackbot check`)."""
+        return list(self._migrated)
+
+    async def can_write(self) -> bool:
+        """Whether this user may write the bot's tables: a write, rolled back."""
+        try:
+            async with self._pool.connection() as conn, conn.transaction(force_rollback=True):
+                await conn.execute(
+                    "INSERT INTO events (event_id, received_at) VALUES ('slackbot-check', 0)"
+                    " ON CONFLICT DO NOTHING"
+                )
+        except psycopg.Error as exc:
+            log.warning("database: a test write failed: %s", _reason(exc))
+            return False
+        return True
+
+    async def healthy(self, timeout: float = HEALTH_TIMEOUT) -> bool:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._fetch_one("SELECT 1")
+        except TimeoutError:
+            log.warning("store: no answer to a trivial query within %.0f s", timeout)
+            return False
+        except Exception as exc:
+            log.warning("store: unhealthy: %s", _reason(exc))
+            return False
+        return True
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def _fetch_one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(sql, params)
+            return await cur.fetchone()
+
+    async def _fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(sql, params)
+            return await cur.fetchall()
+
+    async def _execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute(sql, params)
+
+    # -- events -----------------------------------------------------------------------------
+
+    async def claim_event(self, event_id: str | None, channel: str, ts: str) -> bool:
+        async with self._pool.connection() as conn:
+            return await _claim(conn, event_id, channel, ts)
+
+    # -- conversations ----------------------------------------------------------------------
+
+    async def claim_conversation(
+        self,
+        event_id: str | None,
+        channel: str,
+        ts: str,
+        *,
+        team: str,
+        thread_root: str | None,
+        idle_seconds: float,
+        pending: str | None = None,
+    ) -> int | None:
+        async with self._pool.connection() as conn:
+            if not await _claim(conn, event_id, channel, ts):
+                return None
+            if thread_root is None:
+                conversation_id = await _dm(conn, team, channel, ts, idle_seconds)
+            else:
+                conversation_id = await _get_or_create(conn, team, channel, "thread", thread_root)
+            if pending is not None:
+                await conn.execute(
+                    "INSERT INTO pending (channel, ts, conversation_id, payload, received_at)"
+                    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (channel, ts) DO UPDATE SET"
+                    " conversation_id=excluded.conversation_id, payload=excluded.payload,"
+                    " received_at=excluded.received_at",
+                    [channel, ts, conversation_id, pending, time.time()],
+                )
+            return conversation_id
+
+    async def thread_conversation(self, team: str, channel: str, root_ts: str) -> int:
+        async with self._pool.connection() as conn:
+            return await _get_or_create(conn, team, channel, "thread", root_ts)
+
+    async def dm_conversation(self, team: str, channel: str, ts: str, idle_seconds: float) -> int:
+        async with self._pool.connection() as conn:
+            return await _dm(conn, team, channel, ts, idle_seconds)
+
+    async def reset_dm(self, team: str, channel: str) -> None:
+        await self._execute("DELETE FROM dm_sessions WHERE team=%s AND channel=%s", [team, channel])
+
+    # -- turns ------------------------------------------------------------------------------
+
+    async def add_user_turn(
+        self,
+        conversation_id: int,
+        *,
+        ts: str,
+        user_id: str | None,
+        user_name: str | None,
+        text: str,
+        images: Sequence[StoredImage] = (),
+        notes: Sequence[str] = (),
+        documents: Sequence[StoredDocument] = (),
+    ) -> bool:
+        async with self._pool.connection() as conn:
+            return await _add_user_turn(
+                conn, conversation_id, ts, user_id, user_name, text, images, notes, documents
+            )
+
+    async def add_turn_and_load(
+        self,
+        conversation_id: int,
+        *,
+        ts: str,
+        user_id: str | None,
+        user_name: str | None,
+        text: str,
+        images: Sequence[StoredImage] = (),
+        notes: Sequence[str] = (),
+        documents: Sequence[StoredDocument] = (),
+    ) -> tuple[list[Turn], WindowState]:
+        async with self._pool.connection() as conn:
+            await _add_user_turn(
+                conn, conversation_id, ts, user_id, user_name, text, images, notes, documents
+            )
+            turns = await _history(conn, conversation_id, ts)
+            return turns, await _window_state(conn, conversation_id)
+
+    async def sync_point(self, conversation_id: int) -> str | None:
+        row = await self._fetch_one(
+            "SELECT synced_to FROM conversations WHERE id=%s", [conversation_id]
+        )
+        return row[0] if row else None
+
+    async def mark_synced(self, conversation_id: int, up_to_ts: str) -> None:
+        await self._execute(
+            "UPDATE conversations SET synced_to=%s WHERE id=%s"
+            " AND (synced_to IS NULL OR synced_to < %s)",
+            [up_to_ts, conversation_id, up_to_ts],
+        )
+
+    async def known_ts(self, conversation_id: int) -> set[str]:
+        known: set[str] = set()
+        for ts, reply_ts in await self._fetch_all(
+            "SELECT ts, reply_ts FROM messages WHERE conversation_id=%s", [conversation_id]
+        ):
+            known.add(ts)
+            if reply_ts:
+                known.update(json.loads(reply_ts))
+        return known
+
+    async def begin_reply(
+        self, conversation_id: int, *, answers_ts: str, channel: str, first_ts: str
+    ) -> int:
+        # A native stream has no message before its first content: keyed by the answer.
+        key = first_ts or f"{answers_ts}/reply"
+        shown = [first_ts] if first_ts else []
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "DELETE FROM pending WHERE channel=%s AND ts=%s", [channel, answers_ts]
+            )
+            cur = await conn.execute(
+                "INSERT INTO messages (conversation_id, role, ts, sort_ts, text, status,"
+                " channel, reply_ts, created_at) VALUES (%s, 'assistant', %s, %s, '',"
+                " 'streaming', %s, %s, %s) RETURNING id",
+                [
+                    conversation_id,
+                    key,
+                    answers_ts,
+                    channel,
+                    json.dumps(shown),
+                    time.time(),
+                ],
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            return int(row[0])
+
+    async def update_reply(
+        self,
+        reply_id: int,
+        *,
+        text: str,
+        message_ts: Iterable[str],
+        status: str,
+        stop_reason: str | None = None,
+    ) -> None:
+        await self._execute(
+            "UPDATE messages SET text=%s, reply_ts=%s, status=%s, tokens=NULL,"
+            " stop_reason=COALESCE(%s, stop_reason) WHERE id=%s",
+            [text, json.dumps(list(message_ts)), status, stop_reason, reply_id],
+        )
+
+    async def history(self, conversation_id: int, up_to_ts: str) -> list[Turn]:
+        async with self._pool.connection() as conn:
+            return await _history(conn, conversation_id, up_to_ts)
+
+    async def save_token_estimates(self, estimates: dict[int, int]) -> None:
+        if not estimates:
+            return
+        async with self._pool.connection() as conn, conn.cursor() as cur:
+            await cur.executemany(
+                "UPDATE messages SET tokens=%s WHERE id=%s",
+                [(tokens, message_id) for message_id, tokens in estimates.items()],
+            )
+
+    # -- context window and usage -----------------------------------------------------------
+
+    async def window_state(self, conversation_id: int) -> WindowState:
+        async with self._pool.connection() as conn:
+            return await _window_state(conn, conversation_id)
+
+    async def save_window_state(
+        self,
+        conversation_id: int,
+        *,
+        kept_from_id: int | None,
+        images_from_id: int | None,
+        token_ratio: float | None = None,
+        trim_noticed: bool = False,
+    ) -> None:
+        await self._execute(
+            "UPDATE conversations SET kept_from_id=%s, images_from_id=%s,"
+            " token_ratio=COALESCE(%s, token_ratio),"
+            " trim_noticed_at=COALESCE(trim_noticed_at, %s) WHERE id=%s",
+            [
+                kept_from_id,
+                images_from_id,
+                token_ratio,
+                time.time() if trim_noticed else None,
+                conversation_id,
+            ],
+        )
+
+    async def record_usage(self, record: UsageRecord) -> None:
+        row = {**asdict(record), "created_at": time.time()}
+        await self._execute(
+            f"INSERT INTO usage ({', '.join(row)}) VALUES ({', '.join(['%s'] * len(row))})",
+            list(row.values()),
+        )
+
+    async def usage_of(self, team: str, user_id: str, since: float) -> list[UsageSum]:
+        rows = await self._fetch_all(
+            "SELECT model, line, COUNT(*), SUM(input_tokens),"
+            " SUM(cache_creation_input_tokens), SUM(cache_read_input_tokens),"
+            " SUM(output_tokens), SUM(web_search_requests) FROM usage"
+            " WHERE team=%s AND user_id=%s AND created_at >= %s GROUP BY model, line",
+            [team, user_id, since],
+        )
+        return [UsageSum(row[0], row[1], *(int(value or 0) for value in row[2:])) for row in rows]
+
+    # -- feedback ---------------------------------------------------------------------------
+
+    async def record_vote(self, vote: Vote) -> None:
+        await self._upsert_vote(vote, None)
+
+    async def record_vote_reason(self, vote: Vote, reason: str) -> None:
+        await self._upsert_vote(vote, reason)
+
+    async def _upsert_vote(self, vote: Vote, reason: str | None) -> None:
+        """One row per person and reply message, whatever order clicks and reasons arrive in
+        (see `SqliteStore._upsert_vote`: the same statement)."""
+        now = time.time()
+        await self._execute(
+            "INSERT INTO feedback (team, channel, message_ts, user_id, reply_id, model, vote,"
+            " reason, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (team, channel, message_ts, user_id) DO UPDATE SET"
+            " vote=excluded.vote, updated_at=excluded.updated_at,"
+            " reply_id=COALESCE(excluded.reply_id, feedback.reply_id),"
+            " model=COALESCE(excluded.model, feedback.model),"
+            " reason=CASE WHEN excluded.reason IS NOT NULL THEN excluded.reason"
+            " WHEN excluded.vote='bad' THEN feedback.reason ELSE NULL END",
+            [
+                vote.team,
+                vote.channel,
+                vote.message_ts,
+                vote.user_id,
+                vote.reply_id,
+                vote.model,
+                vote.vote,
+                reason,
+                now,
+                now,
+            ],
+        )
+
+    # -- recovery ---------------------------------------------------------------------------
+
+    async def pending_messages(self, max_age: float) -> list[PendingMessage]:
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "DELETE FROM pending WHERE received_at < %s", [time.time() - max_age]
+            )
+            cur = await conn.execute(
+                "SELECT conversation_id, payload, received_at FROM pending ORDER BY received_at, ts"
+            )
+            return [PendingMessage(int(r[0]), r[1], float(r[2])) for r in await cur.fetchall()]
+
+    async def forget_pending(self, channel: str, ts: str) -> None:
+        await self._execute("DELETE FROM pending WHERE channel=%s AND ts=%s", [channel, ts])
+
+    async def unfinished_replies(self) -> list[UnfinishedReply]:
+        rows = await self._fetch_all(
+            "SELECT m.id, m.conversation_id, c.team, m.channel, c.root_ts, c.kind,"
+            " m.text, m.reply_ts FROM messages m"
+            " JOIN conversations c ON c.id = m.conversation_id"
+            " WHERE m.role='assistant' AND m.status='streaming' ORDER BY m.id"
+        )
+        return [
+            UnfinishedReply(
+                id=int(row[0]),
+                conversation_id=int(row[1]),
+                team=row[2],
+                channel=row[3],
+                thread_ts=row[4] if row[5] == "thread" else None,
+                text=row[6] or "",
+                message_ts=tuple(json.loads(row[7] or "[]")),
+            )
+            for row in rows
+        ]
+
+
+# -- statements shared by several methods (each runs inside the caller's transaction) -------
+
+
+async def _claim(
+    conn: psycopg.AsyncConnection[Any], event_id: str | None, channel: str, ts: str
+) -> bool:
+    """Both keys in one transaction, each an atomic insert: whichever instance inserts first
+    wins, the others see the conflict."""
+    now = time.time()
+    if event_id:
+        cur = await conn.execute(
+            "INSERT INTO events (event_id, received_at) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            [event_id, now],
+        )
+        if cur.rowcount == 0:
+            return False
+    cur = await conn.execute(
+        "INSERT INTO seen_messages (channel, ts, received_at) VALUES (%s, %s, %s)"
+        " ON CONFLICT DO NOTHING",
+        [channel, ts, now],
+    )
+    return cur.rowcount != 0
+
+
+async def _get_or_create(
+    conn: psycopg.AsyncConnection[Any], team: str, channel: str, kind: str, root_ts: str
+) -> int:
+    cur = await conn.execute(
+        "INSERT INTO conversations (team, channel, kind, root_ts, created_at)"
+        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING id",
+        [team, channel, kind, root_ts, time.time()],
+    )
+    row = await cur.fetchone()
+    if row is None:  # it existed (or another instance's insert just committed)
+        cur = await conn.execute(
+            "SELECT id FROM conversations WHERE team=%s AND channel=%s AND kind=%s AND root_ts=%s",
+            [team, channel, kind, root_ts],
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def _dm(
+    conn: psycopg.AsyncConnection[Any], team: str, channel: str, ts: str, idle_seconds: float
+) -> int:
+    """The DM's running conversation. Two messages of one DM reaching two instances at once
+    would both find no running conversation and start two: the DM's advisory lock makes the
+    second wait for the first's decision."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"dm:{team}:{channel}"])
+    cur = await conn.execute(
+        "SELECT conversation_id, last_ts FROM dm_sessions WHERE team=%s AND channel=%s",
+        [team, channel],
+    )
+    row = await cur.fetchone()
+    if row is not None and float(ts) - float(row[1]) <= idle_seconds:
+        conversation_id = int(row[0])
+    else:
+        conversation_id = await _get_or_create(conn, team, channel, "dm", ts)
+    await conn.execute(
+        "INSERT INTO dm_sessions (team, channel, conversation_id, last_ts)"
+        " VALUES (%s, %s, %s, %s) ON CONFLICT (team, channel) DO UPDATE SET"
+        " conversation_id=excluded.conversation_id, last_ts=excluded.last_ts",
+        [team, channel, conversation_id, ts],
+    )
+    return conversation_id
+
+
+async def _add_user_turn(
+    conn: psycopg.AsyncConnection[Any],
+    conversation_id: int,
+    ts: str,
+    user_id: str | None,
+    user_name: str | None,
+    text: str,
+    images: Sequence[StoredImage],
+    notes: Sequence[str],
+    documents: Sequence[StoredDocument],
+) -> bool:
+    cur = await conn.execute(
+        "INSERT INTO messages (conversation_id, role, ts, sort_ts, user_id, user_name, text,"
+        " notes, status, created_at) VALUES (%s, 'user', %s, %s, %s, %s, %s, %s, 'done', %s)"
+        " ON CONFLICT DO NOTHING RETURNING id",
+        [
+            conversation_id,
+            ts,
+            ts,
+            user_id,
+            user_name,
+            text,
+            json.dumps(list(notes)) if notes else None,
+            time.time(),
+        ],
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return False
+    message_id = int(row[0])
+    async with conn.cursor() as many:
+        if images:
+            await many.executemany(
+                "INSERT INTO images (message_id, position, name, media_type, data)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                [(message_id, i, im.name, im.media_type, im.data) for i, im in enumerate(images)],
+            )
+        if documents:
+            await many.executemany(
+                "INSERT INTO documents (message_id, position, name, kind, media_type, data,"
+                " size, pages, text_chars) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (
+                        message_id,
+                        i,
+                        d.name,
+                        d.kind,
+                        d.media_type,
+                        d.data,
+                        d.size,
+                        d.pages,
+                        d.text_chars,
+                    )
+                    for i, d in enumerate(documents)
+                ],
+            )
+    return True
+
+
+async def _history(
+    conn: psycopg.AsyncConnection[Any], conversation_id: int, up_to_ts: str
+) -> list[Turn]:
+    cur = await conn.execute(
+        "SELECT id, role, ts, text, user_id, user_name, notes, status, tokens, sort_ts"
+        " FROM messages WHERE conversation_id=%s AND ("
+        " (role='user' AND sort_ts<=%s) OR (role='assistant' AND sort_ts<%s))"
+        " ORDER BY sort_ts, role='assistant', id",
+        [conversation_id, up_to_ts, up_to_ts],
+    )
+    rows = await cur.fetchall()
+    images: dict[int, list[StoredImage]] = {}
+    cur = await conn.execute(
+        "SELECT i.message_id, i.media_type, i.data, i.name FROM images i"
+        " JOIN messages m ON m.id = i.message_id WHERE m.conversation_id=%s AND m.sort_ts<=%s"
+        " ORDER BY i.message_id, i.position",
+        [conversation_id, up_to_ts],
+    )
+    for message_id, media_type, data, name in await cur.fetchall():
+        images.setdefault(message_id, []).append(StoredImage(media_type, data, name))
+    documents: dict[int, list[StoredDocument]] = {}
+    cur = await conn.execute(
+        "SELECT d.message_id, d.kind, d.media_type, d.data, d.name, d.size, d.pages,"
+        " d.text_chars FROM documents d JOIN messages m ON m.id = d.message_id"
+        " WHERE m.conversation_id=%s AND m.sort_ts<=%s ORDER BY d.message_id, d.position",
+        [conversation_id, up_to_ts],
+    )
+    for message_id, kind, media_type, data, name, size, pages, text_chars in await cur.fetchall():
+        documents.setdefault(message_id, []).append(
+            StoredDocument(kind, media_type, data, name or "", size or 0, pages, text_chars or 0)
+        )
+    return [
+        Turn(
+            id=int(row[0]),
+            role=row[1],
+            ts=row[2],
+            text=row[3] or "",
+            user_id=row[4],
+            user_name=row[5],
+            notes=tuple(json.loads(row[6])) if row[6] else (),
+            status=row[7],
+            answers_ts=row[9] if row[1] == "assistant" else None,
+            tokens=row[8],
+            images=tuple(images.get(row[0], ())),
+            documents=tuple(documents.get(row[0], ())),
+        )
+        for row in rows
+    ]
+
+
+async def _window_state(conn: psycopg.AsyncConnection[Any], conversation_id: int) -> WindowState:
+    cur = await conn.execute(
+        "SELECT kept_from_id, images_from_id, token_ratio, trim_noticed_at"
+        " FROM conversations WHERE id=%s",
+        [conversation_id],
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return WindowState()
+    return WindowState(row[0], row[1], row[2], row[3] is not None)
+
+
+def _reason(exc: BaseException) -> str:
+    """An error's first line, with any connection string's password masked."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return masked(text)
