@@ -53,6 +53,8 @@ class Settings:
     db_path: str = "slackbot.db"
     #: PostgreSQL instead of SQLite (many instances on one database); None: SQLite at db_path.
     database_url: str | None = None
+    #: PostgreSQL: an instance silent this long is taken for dead; a live one closes its replies.
+    instance_timeout: float = 30.0
     port: int = 3000
     claude_model: str = DEFAULT_MODEL
     claude_model_is_default: bool = True
@@ -333,6 +335,9 @@ def load_settings(env: Mapping[str, str], *, need_slack: bool = True) -> Setting
         slack_file_hosts=hosts,
         db_path=_optional(env, "SLACKBOT_DB") or _DEFAULT["db_path"],
         database_url=_database_url(env),
+        instance_timeout=_number(
+            env, "SLACKBOT_INSTANCE_TIMEOUT", _DEFAULT["instance_timeout"], minimum=1
+        ),
         port=_integer(env, "PORT", _DEFAULT["port"], minimum=0),
         claude_model=model or DEFAULT_MODEL,
         claude_model_is_default=model is None,

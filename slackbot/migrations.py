@@ -405,3 +405,28 @@ def m012_create_feedback(db: sqlite_utils.Database) -> None:
         not_null={"team", "channel", "message_ts", "user_id", "vote", "updated_at"},
     )
     db.table("feedback").create_index(["updated_at"])
+
+
+@step(
+    postgres="""
+    CREATE TABLE instances (
+        id TEXT PRIMARY KEY,
+        started_at DOUBLE PRECISION NOT NULL,
+        heartbeat_at DOUBLE PRECISION NOT NULL
+    );
+    ALTER TABLE messages ADD COLUMN owner TEXT;
+    ALTER TABLE pending ADD COLUMN owner TEXT;
+    """
+)
+def m013_add_instances(db: sqlite_utils.Database) -> None:
+    """Many instances on one database: each records a heartbeat, and each reply and claimed
+    message records which instance owns it, so a live instance closes (or answers) what a
+    silent one left, and never another live instance's work. One SQLite process owns
+    everything it finds at start; the columns are there so both schemas stay one."""
+    db.table("instances").create(
+        {"id": str, "started_at": float, "heartbeat_at": float},
+        pk="id",
+        not_null={"started_at", "heartbeat_at"},
+    )
+    db.table("messages").add_column("owner", str)
+    db.table("pending").add_column("owner", str)

@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -49,6 +50,10 @@ POOL_SIZE = 20
 HEALTH_TIMEOUT = 2.0
 #: Processed-event records older than this are pruned at start-up (Slack retries for ~5 min).
 EVENT_RETENTION_SECONDS = 7 * 24 * 3600
+#: An instance silent this long is taken for dead (`SLACKBOT_INSTANCE_TIMEOUT`).
+INSTANCE_TIMEOUT = 30.0
+#: Heartbeats per timeout: a few may fail (a slow database) before a live one looks dead.
+HEARTBEATS_PER_TIMEOUT = 6
 #: The advisory lock that serialises migrations when several instances start at once.
 MIGRATION_LOCK = 0x51AC_B07
 
@@ -94,12 +99,26 @@ class PostgresStore:
 
     url: str
     _pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = field(repr=False)
+    #: This instance's id: stamped on the replies and claims it owns, and on its heartbeat.
+    instance: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    #: An instance whose heartbeat is older than this is taken for dead (its work is taken over).
+    instance_timeout: float = INSTANCE_TIMEOUT
+    _beating: asyncio.Task[None] | None = field(default=None, repr=False)
     #: The migration steps this open applied (empty: the schema was up to date).
     _migrated: list[str] = field(default_factory=list, repr=False)
 
+    #: Many instances may share this store (see `recovery`: closing what a dead one left is a
+    #: job for every live one, all the time, not only at start).
+    shared = True
+
     @classmethod
     async def open(
-        cls, url: str, *, connect_seconds: float = CONNECT_SECONDS, size: int = POOL_SIZE
+        cls,
+        url: str,
+        *,
+        connect_seconds: float = CONNECT_SECONDS,
+        size: int = POOL_SIZE,
+        instance_timeout: float = INSTANCE_TIMEOUT,
     ) -> PostgresStore:
         """Connect (within `connect_seconds`, else `ConfigError` naming `DATABASE_URL`) and
         migrate."""
@@ -121,13 +140,32 @@ class PostgresStore:
                 f"DATABASE_URL: cannot reach {masked(url)} within {connect_seconds:.0f} s"
                 f" ({_reason(exc)})"
             ) from None
-        store = cls(url=url, _pool=pool)
+        store = cls(url=url, _pool=pool, instance_timeout=instance_timeout)
         try:
             await asyncio.to_thread(store._migrate_sync)
+            await store._beat()
         except BaseException:
             await pool.close()
             raise
+        store._beating = asyncio.create_task(store._keep_beating(), name="heartbeat")
         return store
+
+    async def _beat(self) -> None:
+        """Say this instance is alive (re-registering if another took it for dead)."""
+        now = time.time()
+        await self._execute(
+            "INSERT INTO instances (id, started_at, heartbeat_at) VALUES (%s, %s, %s)"
+            " ON CONFLICT (id) DO UPDATE SET heartbeat_at=excluded.heartbeat_at",
+            [self.instance, now, now],
+        )
+
+    async def _keep_beating(self) -> None:
+        while True:
+            await asyncio.sleep(self.instance_timeout / HEARTBEATS_PER_TIMEOUT)
+            try:
+                await self._beat()
+            except Exception as exc:  # the database is away: the next beat tries again
+                log.warning("heartbeat failed: %s", _reason(exc))
 
     def _migrate_sync(self) -> None:
         with psycopg.connect(self.url, connect_timeout=ATTEMPT_SECONDS) as conn:
@@ -140,6 +178,15 @@ class PostgresStore:
                 conn.execute("DELETE FROM seen_messages WHERE received_at < %s", [cutoff])
 
     async def close(self) -> None:
+        """Stop beating and sign off: what this instance still owns is now another's to close."""
+        if self._beating is not None:
+            self._beating.cancel()
+            await asyncio.gather(self._beating, return_exceptions=True)
+            self._beating = None
+            try:
+                await self._execute("DELETE FROM instances WHERE id=%s", [self.instance])
+            except Exception as exc:
+                log.warning("could not sign off instance %s: %s", self.instance, _reason(exc))
         await self._pool.close()
 
     async def migrated_now(self) -> list[str]:
@@ -215,11 +262,11 @@ class PostgresStore:
                 conversation_id = await _get_or_create(conn, team, channel, "thread", thread_root)
             if pending is not None:
                 await conn.execute(
-                    "INSERT INTO pending (channel, ts, conversation_id, payload, received_at)"
-                    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (channel, ts) DO UPDATE SET"
-                    " conversation_id=excluded.conversation_id, payload=excluded.payload,"
-                    " received_at=excluded.received_at",
-                    [channel, ts, conversation_id, pending, time.time()],
+                    "INSERT INTO pending (channel, ts, conversation_id, payload, received_at,"
+                    " owner) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (channel, ts) DO UPDATE"
+                    " SET conversation_id=excluded.conversation_id, payload=excluded.payload,"
+                    " received_at=excluded.received_at, owner=excluded.owner",
+                    [channel, ts, conversation_id, pending, time.time(), self.instance],
                 )
             return conversation_id
 
@@ -430,24 +477,36 @@ class PostgresStore:
     # -- recovery ---------------------------------------------------------------------------
 
     async def pending_messages(self, max_age: float) -> list[PendingMessage]:
+        """Messages claimed by an instance that is gone (or none), now this one's to answer;
+        those older than `max_age` are dropped. A live instance's claims are left alone, and
+        two live instances asking at once never get the same message (the takeover is one
+        `UPDATE`; the second waits for the first's row locks and then sees a live owner)."""
         async with self._pool.connection() as conn:
             await conn.execute(
                 "DELETE FROM pending WHERE received_at < %s", [time.time() - max_age]
             )
             cur = await conn.execute(
-                "SELECT conversation_id, payload, received_at FROM pending ORDER BY received_at, ts"
+                "UPDATE pending SET owner=%s WHERE owner IS DISTINCT FROM %s"
+                f" AND {_OWNER_GONE} RETURNING conversation_id, payload, received_at, ts",
+                [self.instance, self.instance, time.time() - self.instance_timeout],
             )
-            return [PendingMessage(int(r[0]), r[1], float(r[2])) for r in await cur.fetchall()]
+            rows = sorted(await cur.fetchall(), key=lambda r: (r[2], r[3]))
+            return [PendingMessage(int(r[0]), r[1], float(r[2])) for r in rows]
 
     async def forget_pending(self, channel: str, ts: str) -> None:
         await self._execute("DELETE FROM pending WHERE channel=%s AND ts=%s", [channel, ts])
 
     async def unfinished_replies(self) -> list[UnfinishedReply]:
+        """Replies left mid-stream by an instance that is gone, now this one's to close (see
+        `pending_messages` for why a live one's are never taken)."""
         rows = await self._fetch_all(
-            "SELECT m.id, m.conversation_id, c.team, m.channel, c.root_ts, c.kind,"
-            " m.text, m.reply_ts FROM messages m"
-            " JOIN conversations c ON c.id = m.conversation_id"
-            " WHERE m.role='assistant' AND m.status='streaming' ORDER BY m.id"
+            "WITH taken AS (UPDATE messages SET owner=%s WHERE role='assistant'"
+            " AND status='streaming' AND owner IS DISTINCT FROM %s"
+            f" AND {_OWNER_GONE} RETURNING id, conversation_id, channel, text, reply_ts)"
+            " SELECT t.id, t.conversation_id, c.team, t.channel, c.root_ts, c.kind, t.text,"
+            " t.reply_ts FROM taken t JOIN conversations c ON c.id = t.conversation_id"
+            " ORDER BY t.id",
+            [self.instance, self.instance, time.time() - self.instance_timeout],
         )
         return [
             UnfinishedReply(
@@ -461,6 +520,10 @@ class PostgresStore:
             )
             for row in rows
         ]
+
+
+#: A row's owner is gone: never recorded, or not heard from since the cutoff (`%s`).
+_OWNER_GONE = "(owner IS NULL OR owner NOT IN (SELECT id FROM instances WHERE heartbeat_at >= %s))"
 
 
 # -- statements shared by several methods (each runs inside the caller's transaction) -------

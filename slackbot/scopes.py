@@ -21,6 +21,7 @@ BOT_SCOPES: tuple[str, ...] = (
     "mpim:read",
     "im:read",
     "files:write",
+    "assistant:write",
 )
 
 

@@ -56,6 +56,8 @@ class SqliteStore:
 
     path: str
     _thread: DatabaseThread = field(repr=False)
+    #: One process per file (`AlreadyRunning`): at start it owns all it finds.
+    shared = False
     _lock: int | None = field(default=None, repr=False)
 
     @classmethod

@@ -144,6 +144,10 @@ class PendingMessage:
 class Store(Protocol):
     """The conversation store. Every method is one round trip and all-or-nothing."""
 
+    #: Whether several instances may share it (PostgreSQL): then each live instance keeps
+    #: looking for the work of one that went silent, not only at start.
+    shared: bool
+
     async def close(self) -> None: ...
 
     async def healthy(self) -> bool:
