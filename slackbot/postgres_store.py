@@ -351,8 +351,8 @@ class PostgresStore:
             )
             cur = await conn.execute(
                 "INSERT INTO messages (conversation_id, role, ts, sort_ts, text, status,"
-                " channel, reply_ts, created_at) VALUES (%s, 'assistant', %s, %s, '',"
-                " 'streaming', %s, %s, %s) RETURNING id",
+                " channel, reply_ts, created_at, owner) VALUES (%s, 'assistant', %s, %s, '',"
+                " 'streaming', %s, %s, %s, %s) RETURNING id",
                 [
                     conversation_id,
                     first_ts,
@@ -360,6 +360,7 @@ class PostgresStore:
                     channel,
                     json.dumps([first_ts]),
                     time.time(),
+                    self.instance,
                 ],
             )
             row = await cur.fetchone()

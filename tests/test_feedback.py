@@ -121,7 +121,9 @@ async def test_a_click_is_acknowledged_at_once_and_stored_once(harness: Harness)
     await harness.click_feedback(CHANNEL, ts, user="U2", good=True)
     status, _ = await harness.click_feedback(CHANNEL, ts, user="U2", good=False)
     assert status == 200
-    await harness.slack.wait_for(lambda: votes(harness.bot.store.path)[0]["vote"] == "bad")
+    await harness.slack.wait_for(
+        lambda: [r["vote"] for r in votes(harness.bot.store.path)] == ["bad"]
+    )
     [row] = votes(harness.bot.store.path)
     [reply_id] = reply_ids(harness.bot.store.path)
     assert row["team"] == "T1" and row["channel"] == CHANNEL and row["message_ts"] == ts
