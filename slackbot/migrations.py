@@ -200,3 +200,38 @@ def m011_create_documents(db: sqlite_utils.Database) -> None:
         not_null={"message_id", "position", "kind", "media_type", "data"},
     )
     db.table("documents").create_index(["message_id", "position"])
+
+
+@migrations()
+def m012_create_channel_prompts(db: sqlite_utils.Database) -> None:
+    """Per-channel instructions (`/claude prompt set`), added to the system prompt of every
+    reply in that channel, and the audit of every change to them: who, when, old and new
+    (`slackbot audit`)."""
+    db.table("channel_prompts").create(
+        {"team": str, "channel": str, "text": str, "updated_by": str, "updated_at": float},
+        pk=("team", "channel"),
+        not_null={"text"},
+    )
+    db.table("prompt_audit").create(
+        {
+            "id": int,
+            "team": str,
+            "channel": str,
+            "user_id": str,
+            "at": float,
+            "old_text": str,
+            "new_text": str,
+        },
+        pk="id",
+        not_null={"team", "channel", "user_id", "at"},
+    )
+    db.table("prompt_audit").create_index(["at"])
+
+
+@migrations()
+def m013_index_for_quotas_and_revisions(db: sqlite_utils.Database) -> None:
+    """Spend limits sum today's usage per person and per workspace before every reply, and a
+    deleted or edited Slack message is found by its ts: indexes for both."""
+    db.table("usage").create_index(["user_id", "created_at"])
+    db.table("usage").create_index(["team", "created_at"])
+    db.table("messages").create_index(["ts"])
