@@ -235,3 +235,57 @@ def m013_index_for_quotas_and_revisions(db: sqlite_utils.Database) -> None:
     db.table("usage").create_index(["user_id", "created_at"])
     db.table("usage").create_index(["team", "created_at"])
     db.table("messages").create_index(["ts"])
+
+
+def merge_split_conversations(db: sqlite_utils.Database) -> int:
+    """Make each (channel, kind, root) one conversation again, whatever team it was stored
+    under; returns how many conversations were folded into another.
+
+    An Enterprise Grid org-wide install sees one shared channel from several workspaces, and
+    releases before m014 keyed conversations by the envelope's `team_id`, which changes from
+    one event to the next: one thread could be stored as several conversations. Channel ids are
+    unique within an installation, so these are the same thread: the oldest conversation keeps
+    everything (a message stored twice keeps its oldest copy), and its context-window cut is
+    forgotten so the next mention fits the merged thread afresh. Used by m014 and at every
+    start (`SqliteStore.adopt_workspace`)."""
+    folded = 0
+    groups = db.execute(
+        "SELECT MIN(id), GROUP_CONCAT(id) FROM conversations"
+        " GROUP BY channel, kind, root_ts HAVING COUNT(*) > 1"
+    ).fetchall()
+    for keep, ids in groups:
+        for other in sorted({int(i) for i in str(ids).split(",")} - {int(keep)}):
+            twice = [
+                row[0]
+                for row in db.execute(
+                    "SELECT id FROM messages WHERE conversation_id=? AND ts IN"
+                    " (SELECT ts FROM messages WHERE conversation_id=?)",
+                    [other, keep],
+                )
+            ]
+            for message_id in twice:
+                db.execute("DELETE FROM images WHERE message_id=?", [message_id])
+                db.execute("DELETE FROM documents WHERE message_id=?", [message_id])
+                db.execute("UPDATE usage SET message_id=NULL WHERE message_id=?", [message_id])
+                db.execute("DELETE FROM messages WHERE id=?", [message_id])
+            for table in ("messages", "dm_sessions", "pending", "usage"):
+                db.execute(
+                    f"UPDATE {table} SET conversation_id=? WHERE conversation_id=?", [keep, other]
+                )
+            db.execute("DELETE FROM conversations WHERE id=?", [other])
+            folded += 1
+        db.execute(
+            "UPDATE conversations SET kept_from_id=NULL, images_from_id=NULL, synced_to=NULL"
+            " WHERE id=?",
+            [keep],
+        )
+    return folded
+
+
+@migrations()
+def m014_merge_threads_split_by_team(db: sqlite_utils.Database) -> None:
+    """Conversations are keyed by the installation (the Grid enterprise, else the team),
+    channel and thread: threads an org-wide install stored under several teams' ids become one
+    conversation again (see `merge_split_conversations`). The rows take the installation's key
+    at the next start, when `auth.test` has said what it is."""
+    merge_split_conversations(db)

@@ -222,6 +222,9 @@ async def prepare(bot: Bot) -> None:
     bot.conversations.access.home_team = auth.get("team_id") or None
     bot.conversations.access.home_enterprise = auth.get("enterprise_id") or None
     log.info("connected to Slack as %s (%s)", auth.get("user"), auth.get("team"))
+    workspace = auth.get("enterprise_id") or auth.get("team_id")
+    if workspace and await bot.store.adopt_workspace(str(workspace)):
+        log.info("conversations keyed by the installation %s from now on", workspace)
     if bot.settings.retention_days is not None:
         await retention.prune(bot.store, bot.settings.retention_days)
     await bot.conversations.recover()

@@ -26,7 +26,7 @@ import sqlite_utils
 
 from slackbot.db_thread import DatabaseThread
 from slackbot.errors import AlreadyRunning
-from slackbot.migrations import migrations
+from slackbot.migrations import merge_split_conversations, migrations
 from slackbot.store import (
     PendingMessage,
     PurgedConversation,
@@ -618,6 +618,40 @@ class SqliteStore:
             ]
 
         return await self._run(_unfinished)
+
+    # -- the installation -------------------------------------------------------------------
+
+    async def adopt_workspace(self, workspace: str) -> int:
+        """Key every conversation, DM session and channel prompt by `workspace` (the
+        installation's Grid enterprise, or its team), as events are keyed since m014; returns
+        how many rows changed. One database serves one installation (one bot token), so rows
+        kept under an envelope's team id are this installation's."""
+
+        def _adopt() -> int:
+            db = self._db
+            with self._transaction():
+                merge_split_conversations(db)
+                changed = db.execute(
+                    "UPDATE conversations SET team=? WHERE team<>?", [workspace, workspace]
+                ).rowcount
+                for table in ("dm_sessions", "channel_prompts"):
+                    # One row per channel: the installation's own, else the latest stored.
+                    db.execute(
+                        f"DELETE FROM {table} WHERE team<>? AND channel IN"
+                        f" (SELECT channel FROM {table} WHERE team=?)",
+                        [workspace, workspace],
+                    )
+                    db.execute(
+                        f"DELETE FROM {table} WHERE team<>? AND rowid NOT IN"
+                        f" (SELECT MAX(rowid) FROM {table} WHERE team<>? GROUP BY channel)",
+                        [workspace, workspace],
+                    )
+                    changed += db.execute(
+                        f"UPDATE {table} SET team=? WHERE team<>?", [workspace, workspace]
+                    ).rowcount
+            return changed
+
+        return await self._run(_adopt)
 
     # -- spend limits -----------------------------------------------------------------------
 

@@ -255,6 +255,11 @@ class Store(Protocol):
 
     async def unfinished_replies(self) -> list[UnfinishedReply]: ...
 
+    async def adopt_workspace(self, workspace: str) -> int:
+        """At start-up: key every conversation, DM session and channel prompt by the
+        installation (`Incoming.workspace`), merging threads stored under several teams."""
+        ...
+
     async def usage_totals(
         self, since: float, *, team: str | None = None, user_id: str | None = None
     ) -> list[UsageTotal]:
