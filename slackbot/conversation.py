@@ -1,4 +1,5 @@
-"""The order of one turn: claim, placeholder, sync, store, history, stream, final text.
+"""The order of one turn: access and limits, claim, placeholder, sync, store, history, stream,
+final text.
 
 This is the only module that touches the store, Slack and Claude together. Whatever fails, the
 placeholder is always replaced by an answer or by a readable note, and the reply is stored

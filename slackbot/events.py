@@ -133,9 +133,7 @@ def revision_from(
     if subtype == "message_changed":
         message = event.get("message") or {}
         previous = event.get("previous_message") or {}
-        if not is_person_message({**message, "subtype": None}, bot_user_id) or not message.get(
-            "ts"
-        ):
+        if not is_person_message(message, bot_user_id) or not message.get("ts"):
             return None
         if message.get("text") == previous.get("text"):
             return None  # a thread reply or an unfurl changed it, not the person
