@@ -181,6 +181,33 @@ class WebFetchResult:
 
 
 @dataclass(frozen=True)
+class MadeFile:
+    """A file the sandbox wrote, kept by the fake's Files API (``FakeClaude.files``)."""
+
+    filename: str
+    data: bytes
+    mime_type: str = "application/octet-stream"
+    #: False: the result names it but the Files API has no such file (expired, deleted): 404.
+    kept: bool = True
+
+
+@dataclass(frozen=True)
+class CodeExecutionResult:
+    """What the oldest unanswered code-execution call printed and wrote. ``files`` become
+    Files API files (their ids in the result's ``content``, as the API gives them).
+    ``bash=True`` answers a ``bash_code_execution`` call with a
+    ``bash_code_execution_tool_result`` (the bash tool's shape); otherwise a
+    ``code_execution`` call gets a ``code_execution_tool_result``."""
+
+    stdout: str = ""
+    stderr: str = ""
+    return_code: int = 0
+    files: Sequence[MadeFile] = ()
+    bash: bool = False
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class RawBlock:
     """Any other content block (a ``code_execution_tool_result``…), sent whole as scripted."""
 
@@ -188,8 +215,18 @@ class RawBlock:
 
 
 Block = (
-    Text | Thinking | RedactedThinking | ServerToolUse | WebSearchResult | WebFetchResult | RawBlock
+    Text
+    | Thinking
+    | RedactedThinking
+    | ServerToolUse
+    | WebSearchResult
+    | WebFetchResult
+    | CodeExecutionResult
+    | RawBlock
 )
+
+#: The code-execution tool's sub-tools: calls under these names need a ``code_execution`` tool.
+CODE_EXECUTION_CALLS = ("bash_code_execution", "text_editor_code_execution")
 
 
 @dataclass
@@ -442,8 +479,10 @@ class _Composer:
         *,
         show_thinking: bool,
         signatures: dict[str, str],
+        files: dict[str, tuple[dict[str, Any], bytes]] | None = None,
     ) -> None:
         self.size = max(1, chars_per_token)
+        self.files = {} if files is None else files  # the Files API: id -> (metadata, bytes)
         self.show_thinking = show_thinking
         self.signatures = signatures  # the fake's record of what each signature signs
         self.tools = {
@@ -477,6 +516,8 @@ class _Composer:
                 return self._searched(block)
             case WebFetchResult():
                 return self._fetched(block)
+            case CodeExecutionResult():
+                return self._executed(block)
             case RawBlock(raw):
                 return _Part(json.loads(json.dumps(raw)))
         raise ScriptError(f"not a content block: {block!r}")
@@ -503,11 +544,12 @@ class _Composer:
 
     def _call(self, block: ServerToolUse) -> _Part:
         name = block.name
-        if name not in self.tools:
+        offered = "code_execution" if name in CODE_EXECUTION_CALLS else name
+        if offered not in self.tools:
             raise ScriptError(f"calls {name} but the request offers no {name} tool")
         call_id = block.id or f"srvtoolu_fake{uuid.uuid4().hex[:20]}"
         self.calls[name] = self.calls.get(name, 0) + 1
-        max_uses = self.tools[name].get("max_uses")
+        max_uses = self.tools[offered].get("max_uses")
         self.waiting.setdefault(name, []).append(
             (call_id, max_uses is not None and self.calls[name] > max_uses)
         )
@@ -560,6 +602,34 @@ class _Composer:
                 "content": document,
             }
         start = {"type": "web_fetch_tool_result", "tool_use_id": call_id, "content": content}
+        return _Part(start, seconds=block.seconds)
+
+    def _executed(self, block: CodeExecutionResult) -> _Part:
+        name = "bash_code_execution" if block.bash else "code_execution"
+        call_id, _ = self._result(name, None)
+        outputs = []
+        for made in block.files:
+            file_id = f"file_fake{uuid.uuid4().hex[:20]}"
+            meta = {
+                "id": file_id,
+                "type": "file",
+                "filename": made.filename,
+                "mime_type": made.mime_type,
+                "size_bytes": len(made.data),
+                "created_at": "2026-12-01T00:00:00Z",
+                "downloadable": True,
+            }
+            if made.kept:
+                self.files[file_id] = (meta, made.data)
+            outputs.append({"type": f"{name}_output", "file_id": file_id})
+        content = {
+            "type": f"{name}_result",
+            "stdout": block.stdout,
+            "stderr": block.stderr,
+            "return_code": block.return_code,
+            "content": outputs,
+        }
+        start = {"type": f"{name}_tool_result", "tool_use_id": call_id, "content": content}
         return _Part(start, seconds=block.seconds)
 
     def _learn(self, results: Any) -> None:
@@ -814,6 +884,12 @@ class FakeClaude(LocalServer):
         self.in_flight = 0
         self.peak_in_flight = 0
 
+        #: The Files API: files code execution made, id -> (metadata, bytes); a test may drop
+        #: or replace one to make its download fail.
+        self.files: dict[str, tuple[dict[str, Any], bytes]] = {}
+        #: Every Files API request: (path, its ``anthropic-beta`` header).
+        self.file_requests: list[tuple[str, str]] = []
+
         self._cache: dict[str, float] = {}  # prefix hash -> monotonic expiry
         self._signatures: dict[str, str] = {}  # thinking signature issued -> the text it signs
         self._paused: list[list[str]] = []  # each paused reply's content, _canonical blocks
@@ -827,6 +903,8 @@ class FakeClaude(LocalServer):
         app.router.add_post("/v1/messages/count_tokens", self._handle_count_tokens)
         app.router.add_get("/v1/models", self._handle_list_models)
         app.router.add_get("/v1/models/{model_id}", self._handle_get_model)
+        app.router.add_get("/v1/files/{file_id}", self._handle_file_metadata)
+        app.router.add_get("/v1/files/{file_id}/content", self._handle_file_content)
         app.router.add_get("/_control/stats", self._handle_stats)
         app.router.add_post("/_control/script", self._handle_script)
         return app
@@ -939,6 +1017,34 @@ class FakeClaude(LocalServer):
             }
         )
 
+    def _file(self, request: web.Request) -> tuple[dict[str, Any], bytes]:
+        """The Files API's checks: a key, the beta header, a file that exists."""
+        beta = request.headers.get("anthropic-beta", "")
+        self.file_requests.append((request.path, beta))
+        self._check_auth(request)
+        if "files-api-2025-04-14" not in beta.split(","):
+            raise ApiError(
+                400, "The Files API is in beta: send anthropic-beta: files-api-2025-04-14"
+            )
+        found = self.files.get(request.match_info["file_id"])
+        if found is None:
+            raise ApiError(404, f"File not found: {request.match_info['file_id']}")
+        return found
+
+    async def _handle_file_metadata(self, request: web.Request) -> web.Response:
+        try:
+            meta, _ = self._file(request)
+        except ApiError as e:
+            return _error_response(e, f"req_fake{next(self._ids):012d}")
+        return web.json_response(meta)
+
+    async def _handle_file_content(self, request: web.Request) -> web.Response:
+        try:
+            meta, data = self._file(request)
+        except ApiError as e:
+            return _error_response(e, f"req_fake{next(self._ids):012d}")
+        return web.Response(body=data, content_type=meta["mime_type"])
+
     async def _handle_stats(self, request: web.Request) -> web.Response:
         return web.json_response(
             {
@@ -987,6 +1093,7 @@ class FakeClaude(LocalServer):
             script.chars_per_token,
             show_thinking=(thinking.get("display") or self.thinking_display) == "summarized",
             signatures=self._signatures,
+            files=self.files,
         )
         try:
             reply = composer.compose(script.content(), script.stop_reason)

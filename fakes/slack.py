@@ -35,7 +35,7 @@ TEXT_LIMIT = 4000
 MARKDOWN_TEXT_LIMIT = 12000
 
 # Fields slack_sdk sends JSON-encoded when it has to use a form or query string.
-_JSON_FIELDS = ("blocks", "attachments", "metadata", "loading_messages")
+_JSON_FIELDS = ("blocks", "attachments", "metadata", "loading_messages", "files")
 
 SIGN_IN_PAGE = (
     "<!DOCTYPE html><html><head><title>Slack</title></head>"
@@ -151,6 +151,9 @@ class FakeSlack(LocalServer):
         self.sent_in_full: set[str] = set()  # file ids whose whole body was written
         self.downloads: list[Download] = []
         self.handlers: dict[str, Handler] = {}
+        #: Files the app uploaded (``files_upload_v2``), completed into a channel or not: each
+        #: {id, filename, length, data, channel, thread_ts, title, headers}.
+        self.uploads: dict[str, dict[str, Any]] = {}
 
         self._failures: dict[str, deque[_Failure]] = {}
         self._delays: dict[str, float] = {}
@@ -177,6 +180,8 @@ class FakeSlack(LocalServer):
             "conversations.history": self._conversations_history,
             "conversations.info": self._conversations_info,
             "files.info": self._files_info,
+            "files.getUploadURLExternal": self._get_upload_url,
+            "files.completeUploadExternal": self._complete_upload,
             "assistant.threads.setStatus": self._set_status,
             "apps.connections.open": self._apps_connections_open,
         }
@@ -188,6 +193,7 @@ class FakeSlack(LocalServer):
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_get("/files-pri/{key}/{tail:.*}", self._handle_file)
         app.router.add_get("/redirect", self._handle_redirect)
+        app.router.add_post("/upload/v1/{file_id}", self._handle_upload)
         app.router.add_get("/_control/stats", self._handle_stats)
         app.router.add_post("/_control/reset", self._handle_reset)
         app.router.add_post("/_control/configure", self._handle_configure)
@@ -929,6 +935,65 @@ class FakeSlack(LocalServer):
         if file is None:
             raise SlackError("file_not_found")
         return {"ok": True, "file": file, "comments": [], "response_metadata": {"next_cursor": ""}}
+
+    def _get_upload_url(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Step 1 of an external upload: a one-time URL for ``length`` bytes."""
+        filename, length = params.get("filename"), params.get("length")
+        if not filename or length is None:
+            raise SlackError("invalid_arguments")
+        file_id = f"F{next(self._file_ids):08d}UP"
+        self.uploads[file_id] = {
+            "id": file_id,
+            "filename": filename,
+            "length": int(length),
+            "data": None,
+            "channel": None,
+        }
+        return {
+            "ok": True,
+            "upload_url": f"{self.base_url}/upload/v1/{file_id}",
+            "file_id": file_id,
+        }
+
+    async def _handle_upload(self, request: web.Request) -> web.Response:
+        """Step 2: the bytes, posted to the URL step 1 gave (no token: the URL is the key)."""
+        upload = self.uploads.get(request.match_info["file_id"])
+        if upload is None or upload["data"] is not None:
+            return web.Response(status=404, text="not found")
+        data = await request.read()
+        upload["data"] = data
+        upload["headers"] = dict(request.headers)
+        return web.Response(text=f"OK - {len(data)}")
+
+    def _complete_upload(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Step 3: share the uploaded files in a channel (and thread): one message holds them."""
+        files = params.get("files")
+        if not isinstance(files, list) or not files:
+            raise SlackError("invalid_arguments")
+        shared = []
+        for entry in files:
+            upload = self.uploads.get(str(entry.get("id")))
+            if upload is None:
+                raise SlackError("file_not_found")
+            if upload["data"] is None or len(upload["data"]) != upload["length"]:
+                raise SlackError("file_upload_size_mismatch")
+            upload["title"] = entry.get("title") or upload["filename"]
+            shared.append(upload)
+        channel = params.get("channel_id")
+        if channel:
+            for upload in shared:
+                upload["channel"] = channel
+                upload["thread_ts"] = params.get("thread_ts")
+            public = [{"id": u["id"], "name": u["filename"], "title": u["title"]} for u in shared]
+            self._store(
+                str(channel),
+                user=self.bot_user_id,
+                bot_id=self.bot_id,
+                text=params.get("initial_comment") or "",
+                thread_ts=params.get("thread_ts"),
+                files=public,
+            )
+        return {"ok": True, "files": [{"id": u["id"], "title": u["title"]} for u in shared]}
 
     def _set_status(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True}

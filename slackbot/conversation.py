@@ -24,6 +24,7 @@ from slackbot.access import Access, Where
 from slackbot.attachments import Attachments
 from slackbot.channels import Channels
 from slackbot.claude import Claude, request_messages
+from slackbot.code_files import CodeFiles
 from slackbot.config import Settings
 from slackbot.context_window import Fitted
 from slackbot.dedup import RecentDeliveries
@@ -90,6 +91,8 @@ class Conversations:
     channels: Channels
     attachments: Attachments
     replies: Replies
+    #: Uploads the files code execution makes (None: such files are not brought over).
+    code_files: CodeFiles | None = None
     bot_user_id: str | None = None
     #: What the model accepts: the fallback until start-up asks the Models API (`use_model`).
     limits: ModelLimits | None = None
@@ -339,6 +342,7 @@ class Conversations:
             log.exception("could not store the reply to %s/%s", msg.channel, msg.ts)
             reply_id = None
         await self._close(reply, reply_id, result, note)
+        await self._upload_files(msg, result)
         if prepared is None or reply_id is None:
             return
         try:
@@ -356,6 +360,21 @@ class Conversations:
             )
         except Exception:
             log.exception("could not record usage of reply %s", reply_id)
+
+    async def _upload_files(self, msg: Incoming, result: StreamResult) -> None:
+        """Files code execution made go into the thread after the answer (which never waits
+        for them); one that can't gets a note."""
+        if not result.files or self.code_files is None:
+            return
+        try:
+            notes = await self.code_files.upload(
+                result.files, channel=msg.channel, thread_ts=msg.thread_root
+            )
+        except Exception:
+            log.exception("uploading code execution files for %s/%s failed", msg.channel, msg.ts)
+            notes = [messages.code_file_failed(None)]
+        for note in notes:
+            await self._say(msg, note)
 
     async def _begin(self, msg: Incoming, conversation_id: int, starting: Awaitable[str]) -> int:
         first_ts = await starting

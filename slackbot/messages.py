@@ -101,8 +101,10 @@ def tool_progress(name: str, tool_input: dict[str, Any]) -> str:
         return "_Searching the web…_"
     if name == "web_fetch" and tool_input.get("url"):
         return f"_Reading {_no_emphasis(str(tool_input['url']))[:120]}…_"
-    if name == "code_execution":
+    if name in ("code_execution", "bash_code_execution"):
         return "_Running code…_"
+    if name == "text_editor_code_execution":
+        return "_Writing a file…_"
     return f"_Using {_no_emphasis(name)}…_"
 
 
@@ -343,3 +345,24 @@ def usage_summary(
     if daily_tokens is not None and not exempt:
         lines.append(f"Your daily limit is {daily_tokens:,} tokens; it resets at midnight UTC.")
     return "\n".join(lines)
+
+
+def code_file_failed(name: str | None) -> str:
+    """A file code execution made could not be brought into the thread."""
+    which = f"*{name}*" if name else "a file"
+    return f"_I made {which} while running code but couldn't upload it here._"
+
+
+def code_file_too_big(name: str, limit: int, size: int | None = None) -> str:
+    """A file code execution made is over the bot's file cap (`SLACKBOT_MAX_FILE_MB`)."""
+    sized = f" ({_megabytes(size)})" if size is not None else ""
+    return (
+        f"_I made *{name}*{sized} while running code, but it is too big to upload here "
+        f"(the limit is {_megabytes(limit)})._"
+    )
+
+
+def code_files_left_out(count: int) -> str:
+    """More files than one reply uploads."""
+    files = "file was" if count == 1 else "files were"
+    return f"_{count} more {files} made while running code but not uploaded._"

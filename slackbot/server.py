@@ -25,6 +25,7 @@ from slackbot.app import build_app
 from slackbot.attachments import Attachments
 from slackbot.channels import Channels
 from slackbot.claude import Claude
+from slackbot.code_files import CodeFiles
 from slackbot.config import Settings
 from slackbot.conversation import Conversations
 from slackbot.edit_budget import EditBudgets
@@ -122,6 +123,9 @@ async def create_bot(
             EditBudgets(settings.edit_budget_per_minute, settings.edit_burst),
             interval=settings.edit_interval,
         ),
+        code_files=CodeFiles(anthropic, slack, max_bytes=settings.max_file_bytes)
+        if "code_execution" in settings.tools
+        else None,
     )
     app = build_app(settings, client=slack, conversations=conversations)
     return Bot(settings, store, session, slack, anthropic, conversations, app)

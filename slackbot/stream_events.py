@@ -102,6 +102,32 @@ StreamEvent = (
     | Failed
 )
 
+
+def output_file_ids(content: Any) -> list[str]:
+    """The `file_id`s in a code-execution result block's content, in order.
+
+    The result's shape differs between tool versions (`code_execution_result` with
+    `code_execution_output` items, `bash_code_execution_result` with
+    `bash_code_execution_output` items, …); every one of them names an output by a `file_id`
+    key, so the content is walked rather than matched against one version's shape.
+    """
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            file_id = value.get("file_id")
+            if isinstance(file_id, str) and file_id:
+                found.append(file_id)
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(content)
+    return list(dict.fromkeys(found))
+
+
 USAGE_KEYS = (
     "input_tokens",
     "output_tokens",
@@ -127,6 +153,8 @@ class StreamResult:
     #: Server tool calls the API counted (`usage.server_tool_use`), summed over continuations.
     web_search_requests: int = 0
     web_fetch_requests: int = 0
+    #: Files the model's code execution made (Files API ids), in the order they were made.
+    files: list[str] = field(default_factory=list)
     _parts: list[str] = field(default_factory=list, repr=False)
     _counts: dict[str, Any] = field(default_factory=dict, repr=False)
     _earlier: dict[str, int] = field(default_factory=dict, repr=False)
@@ -142,6 +170,9 @@ class StreamResult:
                 self.model = event.model
             self._counts.update({k: v for k, v in event.counts.items() if v is not None})
             self._sum_up()
+        elif isinstance(event, ToolResult):
+            new = [f for f in output_file_ids(event.content) if f not in self.files]
+            self.files.extend(new)
         elif isinstance(event, Stop):
             self.stop_reason = event.reason
             self.content = event.content

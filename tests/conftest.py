@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -10,6 +11,7 @@ import pytest
 
 from fakes.claude import FakeClaude
 from fakes.harness import Harness, start_harness
+from fakes.postgres_server import NoPostgres, PostgresServer, running_postgres
 from fakes.slack import FakeSlack
 
 
@@ -49,3 +51,27 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
     """One real aiohttp session, as `create_bot` makes for the bot's downloads."""
     async with aiohttp.ClientSession() as client_session:
         yield client_session
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session. Where none can be started the PostgreSQL
+    tests are skipped with the reason, except under `SLACKBOT_REQUIRE_POSTGRES=1` (CI), where
+    that is a failure."""
+    servers = running_postgres()
+    try:
+        server = servers.__enter__()
+    except NoPostgres as exc:
+        if os.environ.get("SLACKBOT_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL is required here but: {exc}")
+        pytest.skip(f"PostgreSQL: {exc}")
+    try:
+        yield server
+    finally:
+        servers.__exit__(None, None, None)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A fresh, empty database on the session's server."""
+    return postgres_server.create_database()
