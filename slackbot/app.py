@@ -17,9 +17,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from slackbot import feedback
 from slackbot.app_home import AppHome
+from slackbot.commands import Commands
 from slackbot.config import Settings
 from slackbot.conversation import Conversations
-from slackbot.events import Incoming, incoming_from, is_person_message
+from slackbot.events import Incoming, incoming_from, is_person_message, revision_from
+
+#: Message subtypes that change a message the bot may have stored.
+REVISIONS = ("message_changed", "message_deleted")
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,13 @@ def build_app(
     async def answer_direct_message(
         event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
     ) -> None:
+        if event.get("subtype") in REVISIONS:
+            # Edits and deletions in DMs (and in channels, when the app subscribes to their
+            # message events): the store follows; nothing is answered.
+            revision = revision_from(event, body, context.bot_user_id)
+            if revision is not None:
+                conversations.take_revision(revision)
+            return
         # Channel messages are answered only through app_mention, so the bot never intrudes.
         if event.get("channel_type") != "im" or not is_person_message(event, context.bot_user_id):
             return
@@ -82,6 +93,13 @@ def build_app(
         event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
     ) -> None:
         home.opened(event, team=str(context.team_id or body.get("team_id") or ""))
+
+    commands = Commands(conversations)
+
+    @app.command("/claude")
+    async def answer_command(ack: AsyncAck, body: dict[str, Any]) -> None:
+        # The answer is the command's own response: ephemeral, seen by the caller alone.
+        await ack(response_type="ephemeral", text=await commands.answer(body))
 
     @app.error
     async def log_errors(error: Exception, body: dict[str, Any]) -> None:

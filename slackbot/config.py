@@ -90,6 +90,28 @@ class Settings:
     web_search_price: float | None = None
     #: The Messages tab's suggested prompts as (title, message); empty means the built-in ones.
     suggested_prompts: tuple[tuple[str, str], ...] = ()
+    #: Who may use the bot (Slack IDs; empty = everyone). Denied wins over allowed; DMs are
+    #: allowed whatever the channel list says (see `access.py`).
+    allowed_channels: tuple[str, ...] = ()
+    allowed_users: tuple[str, ...] = ()
+    denied_users: tuple[str, ...] = ()
+    #: Slack Connect users from another organisation, and guests: refused unless opened.
+    allow_external: bool = False
+    allow_guests: bool = False
+    #: Whom a refused person should ask (free text, shown in the refusal).
+    admin_contact: str | None = None
+    #: May change channel prompts; exempt from the per-user token limit.
+    admins: tuple[str, ...] = ()
+    #: Input (cache reads and writes included) plus output tokens per person per UTC day.
+    user_daily_tokens: int | None = None
+    #: Estimated USD per workspace (or Grid enterprise) per UTC day, web searches included.
+    workspace_daily_usd: float | None = None
+    #: Conversations idle longer than this many days are deleted (None: kept forever).
+    retention_days: float | None = None
+
+    def is_admin(self, user_id: str | None) -> bool:
+        """One of SLACKBOT_ADMINS: may change channel prompts, has no per-user token limit."""
+        return bool(user_id) and user_id in self.admins
 
     @property
     def socket_mode(self) -> bool:
@@ -261,6 +283,38 @@ def _listed(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(part.strip().lower() for part in env.get(name, "").split(",") if part.strip())
 
 
+def _ids(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated Slack IDs (`U123`, `C123`): kept as written (IDs are case-sensitive)."""
+    ids = tuple(
+        dict.fromkeys(part.strip() for part in env.get(name, "").split(",") if part.strip())
+    )
+    bad = [i for i in ids if not i.isalnum()]
+    if bad:
+        raise ConfigError(
+            f"{name} must be comma-separated Slack IDs like U0123ABCD, got {bad[0]!r}"
+        )
+    return ids
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+
+
+def _limit(env: Mapping[str, str], name: str) -> float | None:
+    """A positive number, or None when unset (no limit)."""
+    if not env.get(name, "").strip():
+        return None
+    value = _number(env, name, 0.0, minimum=0)
+    if value <= 0:
+        raise ConfigError(f"{name} must be more than 0 (leave it unset for no limit)")
+    return value
+
+
 def _tools(env: Mapping[str, str]) -> tuple[str, ...]:
     """`SLACKBOT_TOOLS`: comma-separated server tools, or `none`."""
     if not _optional(env, "SLACKBOT_TOOLS"):
@@ -373,4 +427,20 @@ def load_settings(env: Mapping[str, str], *, need_slack: bool = True) -> Setting
         prices=prices,
         web_search_price=web_search_price,
         suggested_prompts=_suggested_prompts(env),
+        allowed_channels=_ids(env, "SLACKBOT_ALLOWED_CHANNELS"),
+        allowed_users=_ids(env, "SLACKBOT_ALLOWED_USERS"),
+        denied_users=_ids(env, "SLACKBOT_DENIED_USERS"),
+        allow_external=_flag(env, "SLACKBOT_ALLOW_EXTERNAL"),
+        allow_guests=_flag(env, "SLACKBOT_ALLOW_GUESTS"),
+        admin_contact=_optional(env, "SLACKBOT_ADMIN_CONTACT"),
+        admins=_ids(env, "SLACKBOT_ADMINS"),
+        user_daily_tokens=_daily_tokens(env),
+        workspace_daily_usd=_limit(env, "SLACKBOT_WORKSPACE_DAILY_USD"),
+        retention_days=_limit(env, "SLACKBOT_RETENTION_DAYS"),
     )
+
+
+def _daily_tokens(env: Mapping[str, str]) -> int | None:
+    if not env.get("SLACKBOT_USER_DAILY_TOKENS", "").strip():
+        return None
+    return _integer(env, "SLACKBOT_USER_DAILY_TOKENS", 0, minimum=1)

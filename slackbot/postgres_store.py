@@ -23,16 +23,19 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from slackbot.db_read import to_pyformat
 from slackbot.errors import ConfigError
-from slackbot.migrations import POSTGRES
+from slackbot.migrations import POSTGRES, merge_split_conversations
 from slackbot.store import (
     PendingMessage,
+    PurgedConversation,
     StoredDocument,
     StoredImage,
     Turn,
     UnfinishedReply,
     UsageRecord,
     UsageSum,
+    UsageTotal,
     Vote,
     WindowState,
 )
@@ -522,9 +525,206 @@ class PostgresStore:
             for row in rows
         ]
 
+    # -- the installation, spend limits, channel prompts --------------------------------------
+
+    async def adopt_workspace(self, workspace: str) -> int:
+        """As `SqliteStore.adopt_workspace`. A database that only this release has written
+        holds nothing else (the usual case costs one query); one copied from an older SQLite
+        file may, and is re-keyed the same way, under an advisory lock (instances starting
+        together do it once)."""
+        stray = await self._fetch_one(
+            "SELECT (SELECT count(*) FROM conversations WHERE team<>%s)"
+            " + (SELECT count(*) FROM dm_sessions WHERE team<>%s)"
+            " + (SELECT count(*) FROM channel_prompts WHERE team<>%s)",
+            [workspace] * 3,
+        )
+        if not stray or not stray[0]:
+            return 0
+        return await asyncio.to_thread(self._adopt_sync, workspace)
+
+    def _adopt_sync(self, workspace: str) -> int:
+        with psycopg.connect(self.url, connect_timeout=ATTEMPT_SECONDS) as conn:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
+                merge_split_conversations(_Qmark(conn))
+                changed = conn.execute(
+                    "UPDATE conversations SET team=%s WHERE team<>%s", [workspace, workspace]
+                ).rowcount
+                for table in ("dm_sessions", "channel_prompts"):
+                    conn.execute(
+                        f"DELETE FROM {table} WHERE team<>%s AND channel IN"
+                        f" (SELECT channel FROM {table} WHERE team=%s)",
+                        [workspace, workspace],
+                    )
+                    conn.execute(  # one row per channel: the latest stored (ctid: its place)
+                        f"DELETE FROM {table} t WHERE team<>%s AND EXISTS (SELECT 1 FROM"
+                        f" {table} u WHERE u.channel=t.channel AND u.team<>%s AND u.ctid>t.ctid)",
+                        [workspace, workspace],
+                    )
+                    changed += conn.execute(
+                        f"UPDATE {table} SET team=%s WHERE team<>%s", [workspace, workspace]
+                    ).rowcount
+            return changed
+
+    async def usage_totals(
+        self, since: float, *, team: str | None = None, user_id: str | None = None
+    ) -> list[UsageTotal]:
+        where: list[str] = ["created_at >= %s"]
+        args: list[object] = [since]
+        if team is not None:
+            where.append("team = %s")
+            args.append(team)
+        if user_id is not None:
+            where.append("user_id = %s")
+            args.append(user_id)
+        rows = await self._fetch_all(
+            "SELECT model, line, COUNT(*), SUM(input_tokens), SUM(cache_creation_input_tokens),"
+            " SUM(cache_read_input_tokens), SUM(output_tokens), SUM(web_search_requests)"
+            f" FROM usage WHERE {' AND '.join(where)} GROUP BY model, line",
+            args,
+        )
+        return [
+            UsageTotal(model, line, *(int(n or 0) for n in counts)) for model, line, *counts in rows
+        ]
+
+    async def channel_prompt(self, team: str, channel: str) -> str | None:
+        row = await self._fetch_one(
+            "SELECT text FROM channel_prompts WHERE team=%s AND channel=%s", [team, channel]
+        )
+        return str(row[0]) if row else None
+
+    async def set_channel_prompt(
+        self, team: str, channel: str, text: str | None, *, user_id: str
+    ) -> str | None:
+        """The change and its audit row in one transaction; the old text is read under the
+        row's lock, so two admins changing it at once are audited in order."""
+        now = time.time()
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))", [f"prompt:{team}:{channel}"]
+            )
+            cur = await conn.execute(
+                "SELECT text FROM channel_prompts WHERE team=%s AND channel=%s", [team, channel]
+            )
+            row = await cur.fetchone()
+            old = str(row[0]) if row else None
+            if text is None:
+                await conn.execute(
+                    "DELETE FROM channel_prompts WHERE team=%s AND channel=%s", [team, channel]
+                )
+            else:
+                await conn.execute(
+                    "INSERT INTO channel_prompts (team, channel, text, updated_by, updated_at)"
+                    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (team, channel) DO UPDATE SET"
+                    " text=excluded.text, updated_by=excluded.updated_by,"
+                    " updated_at=excluded.updated_at",
+                    [team, channel, text, user_id, now],
+                )
+            await conn.execute(
+                "INSERT INTO prompt_audit (team, channel, user_id, at, old_text, new_text)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                [team, channel, user_id, now, old, text],
+            )
+            return old
+
+    # -- deletions, edits, retention --------------------------------------------------------
+
+    async def erase_user_turn(self, channel: str, ts: str) -> int:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT m.id, m.conversation_id FROM messages m"
+                " JOIN conversations c ON c.id = m.conversation_id"
+                " WHERE m.ts=%s AND m.role='user' AND c.channel=%s",
+                [ts, channel],
+            )
+            turns = await cur.fetchall()
+            ids = [int(row[0]) for row in turns]
+            for conversation_id in {row[1] for row in turns}:
+                cur = await conn.execute(
+                    "SELECT id FROM messages WHERE conversation_id=%s AND role='assistant'"
+                    " AND sort_ts=%s",
+                    [conversation_id, ts],
+                )
+                ids += [int(row[0]) for row in await cur.fetchall()]
+            await _delete_messages(conn, ids)
+            await conn.execute("DELETE FROM pending WHERE channel=%s AND ts=%s", [channel, ts])
+            return len(turns)
+
+    async def edit_user_turn(self, channel: str, ts: str, text: str) -> bool:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE messages SET text=%s, tokens=NULL WHERE role='user' AND ts=%s"
+                " AND conversation_id IN (SELECT id FROM conversations WHERE channel=%s)",
+                [text, ts, channel],
+            )
+            return cur.rowcount > 0
+
+    async def purge_idle(
+        self, idle_seconds: float, *, dry_run: bool = False
+    ) -> list[PurgedConversation]:
+        cutoff = time.time() - idle_seconds
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT c.id, c.team, c.channel, c.kind, c.root_ts,"
+                " GREATEST(COALESCE(c.created_at, 0), COALESCE(MAX(m.created_at), 0)),"
+                " COUNT(m.id),"
+                " (SELECT COUNT(*) FROM images i JOIN messages im ON im.id = i.message_id"
+                "   WHERE im.conversation_id = c.id)"
+                " + (SELECT COUNT(*) FROM documents d JOIN messages dm"
+                "   ON dm.id = d.message_id WHERE dm.conversation_id = c.id)"
+                " FROM conversations c LEFT JOIN messages m ON m.conversation_id = c.id"
+                " GROUP BY c.id HAVING GREATEST(COALESCE(c.created_at, 0),"
+                " COALESCE(MAX(m.created_at), 0)) <= %s ORDER BY c.id",
+                [cutoff],
+            )
+            found = [
+                PurgedConversation(
+                    int(r[0]), r[1], r[2], r[3], r[4], float(r[5]), int(r[6]), int(r[7])
+                )
+                for r in await cur.fetchall()
+            ]
+            if dry_run:
+                return found
+            for conversation in found:
+                cur = await conn.execute(
+                    "SELECT id FROM messages WHERE conversation_id=%s", [conversation.id]
+                )
+                await _delete_messages(conn, [int(row[0]) for row in await cur.fetchall()])
+                for table in ("pending", "dm_sessions"):
+                    await conn.execute(
+                        f"DELETE FROM {table} WHERE conversation_id=%s", [conversation.id]
+                    )
+                await conn.execute(
+                    "UPDATE usage SET conversation_id=NULL WHERE conversation_id=%s",
+                    [conversation.id],
+                )
+                await conn.execute("DELETE FROM conversations WHERE id=%s", [conversation.id])
+            return found
+
 
 #: A row's owner is gone: never recorded, or not heard from since the cutoff (`%s`).
 _OWNER_GONE = "(owner IS NULL OR owner NOT IN (SELECT id FROM instances WHERE heartbeat_at >= %s))"
+
+
+class _Qmark:
+    """A sync connection that takes `?` placeholders, for the SQL both backends share."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = (), /) -> Any:
+        return self.conn.execute(to_pyformat(sql), params)
+
+
+async def _delete_messages(conn: psycopg.AsyncConnection[Any], ids: Sequence[int]) -> None:
+    """Messages and their files; usage rows keep their figures, not the link."""
+    if not ids:
+        return
+    chunk = list(ids)
+    await conn.execute("DELETE FROM images WHERE message_id = ANY(%s)", [chunk])
+    await conn.execute("DELETE FROM documents WHERE message_id = ANY(%s)", [chunk])
+    await conn.execute("UPDATE usage SET message_id=NULL WHERE message_id = ANY(%s)", [chunk])
+    await conn.execute("DELETE FROM messages WHERE id = ANY(%s)", [chunk])
 
 
 # -- statements shared by several methods (each runs inside the caller's transaction) -------

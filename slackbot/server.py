@@ -20,6 +20,7 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncServerErrorRetryHan
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
+from slackbot import retention
 from slackbot.app import build_app
 from slackbot.app_home import AppHome
 from slackbot.attachments import Attachments
@@ -275,7 +276,15 @@ async def prepare(bot: Bot) -> None:
             f"could not reach Slack at SLACK_API_URL={bot.settings.slack_api_url} ({exc})"
         ) from None
     bot.conversations.bot_user_id = auth.get("user_id")
+    # Who counts as external is decided against the installation itself, not an envelope.
+    bot.conversations.access.home_team = auth.get("team_id") or None
+    bot.conversations.access.home_enterprise = auth.get("enterprise_id") or None
     log.info("connected to Slack as %s (%s)", auth.get("user"), auth.get("team"))
+    workspace = auth.get("enterprise_id") or auth.get("team_id")
+    if workspace and await bot.store.adopt_workspace(str(workspace)):
+        log.info("conversations keyed by the installation %s from now on", workspace)
+    if bot.settings.retention_days is not None:
+        await retention.prune(bot.store, bot.settings.retention_days)
     await bot.conversations.recover()
 
 
@@ -288,8 +297,13 @@ async def serve(settings: Settings) -> None:
             loop.add_signal_handler(sig, stop.set)
     monitoring: web.AppRunner | None = None
     watching: asyncio.Task[None] | None = None
+    pruning: asyncio.Task[None] | None = None
     try:
         await prepare(bot)
+        if settings.retention_days is not None:
+            pruning = asyncio.create_task(
+                retention.keep_pruning(bot.store, settings.retention_days)
+            )
         if bot.store.shared:
             watching = asyncio.create_task(watch_instances(bot), name="watch instances")
         if settings.metrics_port is not None:
@@ -313,6 +327,9 @@ async def serve(settings: Settings) -> None:
         if unfinished:
             log.warning("stopping with %d reply(ies) unfinished", unfinished)
     finally:
+        if pruning is not None:
+            pruning.cancel()
+            await asyncio.gather(pruning, return_exceptions=True)
         if watching is not None:
             watching.cancel()
             await asyncio.gather(watching, return_exceptions=True)
