@@ -1,7 +1,7 @@
 """`slackbot audit`: every change of a channel's instructions (who, when, old, new).
 
-Reads the database alone, read-only (`db_read`, like `slackbot usage`), so it runs beside a live bot and
-needs no credentials.
+Reads the database alone, read-only (`db_read`, like `slackbot usage`), so it runs beside a
+live bot and needs no credentials.
 """
 
 from __future__ import annotations
