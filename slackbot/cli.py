@@ -65,6 +65,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     audit = sub.add_parser("audit", help="every change of a channel's instructions")
     audit.add_argument("--channel", help="one channel's changes only")
     audit.add_argument("--db", help=DB_HELP)
+    copy = sub.add_parser(
+        "copy-db", help="copy the SQLite database (bot stopped) into an empty PostgreSQL one"
+    )
+    copy.add_argument("--to", required=True, help="the PostgreSQL URL: postgresql://…")
+    copy.add_argument("--db", help="the SQLite file (default SLACKBOT_DB or slackbot.db)")
     return parser.parse_args(argv)
 
 
@@ -167,6 +172,27 @@ def purge_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def copy_db_command(args: argparse.Namespace) -> int:
+    """Move the memory to PostgreSQL: every table, into an empty database."""
+    from slackbot.copy_db import copy_db, describe
+    from slackbot.db_read import is_postgres
+    from slackbot.errors import UsageError
+
+    try:
+        settings = load_settings(os.environ, need_slack=False)
+        path = args.db or settings.db_path
+        if not is_postgres(args.to):
+            raise UsageError("--to must be a postgresql:// (or postgres://) URL")
+        if not os.path.exists(path):
+            raise UsageError(f"no database at {path}: set SLACKBOT_DB to the bot's database")
+        text = describe(copy_db(path, args.to), args.to)
+    except (ConfigError, UsageError) as exc:
+        print(f"slackbot: {exc}", file=sys.stderr)
+        return 2
+    print(text)
+    return 0
+
+
 def audit_command(args: argparse.Namespace) -> int:
     """Print every change of a channel prompt; reads only the database."""
     from slackbot.audit import report
@@ -195,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         return purge_command(args)
     if args.command == "audit":
         return audit_command(args)
+    if args.command == "copy-db":
+        return copy_db_command(args)
     try:
         settings = load_settings(os.environ)
     except ConfigError as exc:
