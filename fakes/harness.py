@@ -25,7 +25,9 @@ from fakes.slack import (
     event_callback,
     message_event,
     signed_event_request,
+    signed_form_request,
     signed_interaction_request,
+    slash_command,
 )
 from slackbot.config import Settings, load_settings
 from slackbot.db_read import to_pyformat
@@ -219,6 +221,35 @@ class Harness:
         return await self.post_interaction(
             self.slack.block_actions_payload(channel, ts, user=user, action=action)
         )
+
+    async def command(
+        self,
+        text: str,
+        *,
+        user: str = "U1",
+        channel: str = CHANNEL,
+        secret: str = SIGNING_SECRET,
+        **fields: Any,
+    ) -> tuple[int, dict[str, Any]]:
+        """`/claude text`, posted form-encoded and signed as Slack does; returns the HTTP
+        status and the JSON the bot answered with (the ephemeral response)."""
+        form = slash_command(text, user_id=user, channel_id=channel, **fields)
+        body, headers = signed_form_request(secret, form)
+        async with self.session.post(self.url, data=body, headers=headers) as response:
+            answer = await response.json(content_type=None) if response.status == 200 else {}
+            return response.status, answer
+
+    async def revise(
+        self, event: dict[str, Any], *, channel_type: str = "im", team_id: str = "T1"
+    ) -> None:
+        """Deliver a `message_changed` / `message_deleted` event (see `FakeSlack.edit_message`)
+        and wait until the bot has followed it."""
+        tasks = self.bot.conversations.tasks
+        response = await self.post_event(
+            event_callback({**event, "channel_type": channel_type}, team_id=team_id)
+        )
+        assert response.status == 200
+        await self.slack.wait_for(lambda: len(tasks) == 0)
 
     def replies(self, channel: str, thread_ts: str | None) -> list[dict[str, Any]]:
         return self.slack.bot_messages(channel, thread_ts)

@@ -206,6 +206,8 @@ class FakeSlack(LocalServer):
         self._triggers: dict[str, tuple[str, float]] = {}  # trigger_id → (user, issued at)
         self._used_triggers: set[str] = set()
         self._view_ids = itertools.count(1)
+        #: Every ``chat.postEphemeral`` the fake accepted: seen by one person, never stored.
+        self.ephemerals: list[dict[str, Any]] = []
 
         # Native streaming (chat.startStream / appendStream / stopStream).
         #: Live streams by (channel, ts): started/last call times, bytes and task ids so far.
@@ -227,8 +229,6 @@ class FakeSlack(LocalServer):
         self.sessions: dict[tuple[str, str], dict[str, Any]] = {}
         #: assistant.threads.setStatus by (channel, thread_ts): every status set, in order.
         self.thread_statuses: dict[tuple[str, str], list[str]] = {}
-        #: chat.postEphemeral calls: (channel, user, text).
-        self.ephemerals: list[tuple[str, str, str]] = []
         #: What the bot POSTed to response URLs (interactive payloads' `response_url`).
         self.responses: list[dict[str, Any]] = []
 
@@ -238,6 +238,7 @@ class FakeSlack(LocalServer):
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
             "chat.delete": self._chat_delete,
+            "chat.postEphemeral": self._chat_post_ephemeral,
             "users.info": self._users_info,
             "conversations.replies": self._conversations_replies,
             "conversations.history": self._conversations_history,
@@ -250,7 +251,6 @@ class FakeSlack(LocalServer):
             "chat.startStream": self._chat_start_stream,
             "chat.appendStream": self._chat_append_stream,
             "chat.stopStream": self._chat_stop_stream,
-            "chat.postEphemeral": self._chat_post_ephemeral,
             "assistant.threads.setSuggestedPrompts": self._set_suggested_prompts,
             "views.publish": self._views_publish,
             "views.open": self._views_open,
@@ -374,6 +374,39 @@ class FakeSlack(LocalServer):
             subtype=subtype,
             attachments=attachments,
         )
+
+    def edit_message(self, channel: str, ts: str, text: str) -> dict[str, Any]:
+        """A person edits their message; returns the ``message_changed`` event Slack sends."""
+        message = self.messages[(channel, ts)]
+        previous = self._public(message)
+        message["text"] = text
+        event_ts = self.next_ts()
+        changed = {**self._public(message), "edited": {"user": message["user"], "ts": event_ts}}
+        return {
+            "type": "message",
+            "subtype": "message_changed",
+            "hidden": True,
+            "channel": channel,
+            "ts": event_ts,
+            "event_ts": event_ts,
+            "message": changed,
+            "previous_message": previous,
+        }
+
+    def delete_message(self, channel: str, ts: str) -> dict[str, Any]:
+        """A person deletes their message; returns the ``message_deleted`` event Slack sends."""
+        message = self.messages.pop((channel, ts))
+        event_ts = self.next_ts()
+        return {
+            "type": "message",
+            "subtype": "message_deleted",
+            "hidden": True,
+            "channel": channel,
+            "ts": event_ts,
+            "event_ts": event_ts,
+            "deleted_ts": ts,
+            "previous_message": {**self._public(message), "channel": None},
+        }
 
     def add_bot_message(
         self, channel: str, markdown_text: str, *, thread_ts: str | None = None
@@ -941,6 +974,27 @@ class FakeSlack(LocalServer):
         del self.messages[(message["channel"], message["ts"])]
         return {"ok": True, "channel": message["channel"], "ts": message["ts"]}
 
+    def _chat_post_ephemeral(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A message only ``user`` sees; Slack answers with a ``message_ts`` and keeps nothing."""
+        channel = params.get("channel")
+        if not channel:
+            raise SlackError("channel_not_found")
+        user = params.get("user")
+        if not user:
+            raise SlackError("user_not_found")
+        text, markdown_text, blocks = self._content(params)
+        self.ephemerals.append(
+            {
+                "channel": channel,
+                "user": user,
+                "text": text,
+                "markdown_text": markdown_text,
+                "blocks": blocks,
+                "thread_ts": params.get("thread_ts") or None,
+            }
+        )
+        return {"ok": True, "message_ts": self.next_ts()}
+
     def _users_info(self, params: dict[str, Any]) -> dict[str, Any]:
         user_id = params.get("user", "")
         if not user_id or user_id in self.missing_users:
@@ -1142,16 +1196,6 @@ class FakeSlack(LocalServer):
         session["status"] = status
         session["history"].append(status)
         return {"ok": True}
-
-    def _chat_post_ephemeral(self, params: dict[str, Any]) -> dict[str, Any]:
-        channel, user = params.get("channel"), params.get("user")
-        if not channel:
-            raise SlackError("channel_not_found")
-        if not user:
-            raise SlackError("user_not_found")
-        text, markdown_text, _blocks = self._content(params)
-        self.ephemerals.append((channel, user, markdown_text or text or ""))
-        return {"ok": True, "message_ts": self.next_ts()}
 
     # -- native streaming -----------------------------------------------------------------
 
@@ -1662,9 +1706,18 @@ def event_callback(
     event_id: str | None = None,
     api_app_id: str = "A1",
     bot_user_id: str = "UBOT",
+    enterprise_id: str | None = None,
+    installed_team_id: str | None = None,
+    is_enterprise_install: bool = False,
 ) -> dict[str, Any]:
-    """Wrap ``event`` in the ``event_callback`` envelope Slack POSTs (or pushes via Socket Mode)."""
-    return {
+    """Wrap ``event`` in the ``event_callback`` envelope Slack POSTs (or pushes via Socket Mode).
+
+    On Enterprise Grid the envelope carries ``enterprise_id``; an org-wide install
+    (``is_enterprise_install``) sees events from several workspaces, each with its own
+    ``team_id``, while ``authorizations`` names the installation (``installed_team_id``, None
+    for an org-wide one)."""
+    installed = team_id if installed_team_id is None and not is_enterprise_install else None
+    payload = {
         "token": "verification-token",
         "team_id": team_id,
         "api_app_id": api_app_id,
@@ -1674,16 +1727,19 @@ def event_callback(
         "event_time": int(time.time()),
         "authorizations": [
             {
-                "enterprise_id": None,
-                "team_id": team_id,
+                "enterprise_id": enterprise_id,
+                "team_id": installed_team_id or installed,
                 "user_id": bot_user_id,
                 "is_bot": True,
-                "is_enterprise_install": False,
+                "is_enterprise_install": is_enterprise_install,
             }
         ],
         "is_ext_shared_channel": False,
         "event_context": f"4-{uuid.uuid4().hex}",
     }
+    if enterprise_id is not None:
+        payload["enterprise_id"] = enterprise_id
+    return payload
 
 
 def message_event(
@@ -1728,6 +1784,53 @@ def signed_interaction_request(
     """Body and headers of an interactive request (``block_actions``, ``view_submission``) as
     Slack sends it: form-encoded ``payload=<json>``, signed over the raw body."""
     body = urlencode({"payload": json.dumps(payload)}).encode()
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    signature = SignatureVerifier(signing_secret).generate_signature(timestamp=ts, body=body)
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": signature or "",
+    }
+    return body, headers
+
+
+def slash_command(
+    text: str,
+    *,
+    user_id: str = "U1",
+    channel_id: str = "C1",
+    team_id: str = "T1",
+    enterprise_id: str | None = None,
+    command: str = "/claude",
+    api_app_id: str = "A1",
+) -> dict[str, str]:
+    """The form fields Slack POSTs for a slash command (all strings, as in the real body)."""
+    fields = {
+        "token": "verification-token",
+        "team_id": team_id,
+        "team_domain": "test",
+        "channel_id": channel_id,
+        "channel_name": "directmessage" if channel_id.startswith("D") else channel_id.lower(),
+        "user_id": user_id,
+        "user_name": user_id.lower(),
+        "command": command,
+        "text": text,
+        "api_app_id": api_app_id,
+        "is_enterprise_install": "false",
+        "response_url": f"https://hooks.slack.invalid/commands/{team_id}/1/x",
+        "trigger_id": f"1.{int(time.time())}.{uuid.uuid4().hex[:10]}",
+    }
+    if enterprise_id is not None:
+        fields["enterprise_id"] = enterprise_id
+        fields["enterprise_name"] = "Test Org"
+    return fields
+
+
+def signed_form_request(
+    signing_secret: str, fields: dict[str, str], *, timestamp: int | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """Body and headers of a form-encoded request (a slash command) as Slack signs it."""
+    body = urlencode(fields).encode()
     ts = str(int(time.time()) if timestamp is None else timestamp)
     signature = SignatureVerifier(signing_secret).generate_signature(timestamp=ts, body=body)
     headers = {

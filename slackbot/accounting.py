@@ -25,7 +25,7 @@ def usage_record(
     return UsageRecord(
         message_id=reply_id,
         conversation_id=conversation_id,
-        team=msg.team,
+        team=msg.workspace,  # spend counts against the installation
         channel=msg.channel,
         user_id=msg.user,
         model=result.model,

@@ -18,10 +18,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from slackbot import feedback
 from slackbot.app_home import AppHome
+from slackbot.commands import Commands
 from slackbot.config import Settings
 from slackbot.conversation import Conversations
-from slackbot.events import Incoming, incoming_from, is_person_message
+from slackbot.events import Incoming, enterprise_of, incoming_from, is_person_message, revision_from
 from slackbot.stopping import STOP_ACTION
+
+#: Message subtypes that change a message the bot may have stored.
+REVISIONS = ("message_changed", "message_deleted")
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +68,13 @@ def build_app(
     async def answer_direct_message(
         event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
     ) -> None:
+        if event.get("subtype") in REVISIONS:
+            # Edits and deletions in DMs (and in channels, when the app subscribes to their
+            # message events): the store follows; nothing is answered.
+            revision = revision_from(event, body, context.bot_user_id)
+            if revision is not None:
+                conversations.take_revision(revision)
+            return
         # Channel messages are answered only through app_mention, so the bot never intrudes.
         if event.get("channel_type") != "im" or not is_person_message(event, context.bot_user_id):
             return
@@ -75,9 +86,9 @@ def build_app(
         # Slack's Stop on a thread's agent session; acknowledged whatever it finds (a Stop
         # for a reply that has finished does nothing).
         channel, thread_ts = event.get("channel"), event.get("thread_ts")
-        team = str(body.get("team_id") or "")
+        workspace = enterprise_of(body) or str(body.get("team_id") or "")
         if channel and thread_ts:
-            await conversations.stop_thread(team, str(channel), str(thread_ts))
+            await conversations.stop_thread(workspace, str(channel), str(thread_ts))
 
     @app.action(STOP_ACTION)
     async def stop_reply(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
@@ -113,6 +124,13 @@ def build_app(
         event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
     ) -> None:
         home.opened(event, team=str(context.team_id or body.get("team_id") or ""))
+
+    commands = Commands(conversations)
+
+    @app.command("/claude")
+    async def answer_command(ack: AsyncAck, body: dict[str, Any]) -> None:
+        # The answer is the command's own response: ephemeral, seen by the caller alone.
+        await ack(response_type="ephemeral", text=await commands.answer(body))
 
     @app.error
     async def log_errors(error: Exception, body: dict[str, Any]) -> None:

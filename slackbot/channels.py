@@ -42,3 +42,15 @@ class Channels:
         if len(self._names) > self._max:
             self._names.popitem(last=False)
         return name
+
+    async def creator(self, channel: str) -> str | None:
+        """Who created the channel (`conversations.info`'s `creator`; a DM's person), None if
+        Slack won't say. Not cached: asked only when someone changes the channel's settings."""
+        try:
+            response = await self._client.conversations_info(channel=channel)
+        except Exception as exc:
+            log.info("conversations.info %s failed: %r", channel, exc)
+            return None
+        info = response.get("channel") or {}
+        creator = info.get("creator") or (info.get("user") if info.get("is_im") else None)
+        return str(creator) if creator else None

@@ -11,6 +11,7 @@ next mention in the same thread.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -39,6 +40,8 @@ from slackbot.stream_events import (
 log = logging.getLogger(__name__)
 
 Message = dict[str, Any]
+#: Introduces a channel's own instructions (`/claude prompt set`) in the system prompt.
+CHANNEL_PROMPT_HEADER = "Instructions for this Slack channel, set by its admins:"
 EPHEMERAL = {"type": "ephemeral"}
 
 
@@ -99,6 +102,17 @@ class Claude:
     max_tokens: int
     system: str
     options: RequestOptions = field(default_factory=RequestOptions)
+
+    def with_channel_prompt(self, prompt: str | None) -> Claude:
+        """This client with a channel's extra instructions after the global system prompt.
+
+        They are the same for every reply in the channel, so the system prompt (the start of
+        the cached prefix) stays byte-stable and prompt caching keeps working."""
+        if not prompt:
+            return self
+        return dataclasses.replace(
+            self, system=f"{self.system}\n\n{CHANNEL_PROMPT_HEADER}\n{prompt}"
+        )
 
     async def count_tokens(self, messages: Sequence[Message]) -> int | None:
         """The API's count of a request's input tokens (free, rate-limited separately); None

@@ -53,6 +53,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "check",
         help="check the settings, tokens and scopes, model and database; exit 0 if all pass",
     )
+    purge = sub.add_parser(
+        "purge",
+        help="delete conversations idle longer than --older-than (turns, files, replies)",
+    )
+    purge.add_argument(
+        "--older-than", required=True, help="idle for longer than: 30d, 12h, 90m (0d: all)"
+    )
+    purge.add_argument("--dry-run", action="store_true", help="only say what would go")
+    purge.add_argument("--db", help=DB_HELP)
+    audit = sub.add_parser("audit", help="every change of a channel's instructions")
+    audit.add_argument("--channel", help="one channel's changes only")
+    audit.add_argument("--db", help=DB_HELP)
+    copy = sub.add_parser(
+        "copy-db", help="copy the SQLite database (bot stopped) into an empty PostgreSQL one"
+    )
+    copy.add_argument("--to", required=True, help="the PostgreSQL URL: postgresql://…")
+    copy.add_argument("--db", help="the SQLite file (default SLACKBOT_DB or slackbot.db)")
     return parser.parse_args(argv)
 
 
@@ -113,6 +130,84 @@ def feedback_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def purge_command(args: argparse.Namespace) -> int:
+    """Delete (or list) idle conversations. On SQLite it takes the database's lock, so the bot
+    must be stopped (a running bot prunes by itself with SLACKBOT_RETENTION_DAYS); PostgreSQL
+    takes it beside running instances."""
+    from slackbot.db_read import is_postgres
+    from slackbot.errors import AlreadyRunning, UsageError
+    from slackbot.postgres_store import PostgresStore
+    from slackbot.retention import describe, parse_age
+    from slackbot.sqlite_store import SqliteStore
+    from slackbot.store import Store
+
+    async def run(path: str, seconds: float) -> str:
+        store: Store = await (
+            PostgresStore.open(path) if is_postgres(path) else SqliteStore.open(path)
+        )
+        try:
+            purged = await store.purge_idle(seconds, dry_run=args.dry_run)
+        finally:
+            await store.close()
+        return describe(purged, dry_run=args.dry_run, age_text=args.older_than)
+
+    try:
+        settings = load_settings(os.environ, need_slack=False)
+        seconds = parse_age(args.older_than)
+        path = args.db or settings.database_url or settings.db_path
+        if not is_postgres(path) and not os.path.exists(path):
+            raise UsageError(f"no database at {path}: set SLACKBOT_DB to the bot's database")
+        text = asyncio.run(run(path, seconds))
+    except AlreadyRunning:
+        print(
+            "slackbot: the bot is running on this database: stop it first"
+            " (or set SLACKBOT_RETENTION_DAYS and let it prune daily)",
+            file=sys.stderr,
+        )
+        return 2
+    except (ConfigError, UsageError) as exc:
+        print(f"slackbot: {exc}", file=sys.stderr)
+        return 2
+    print(text)
+    return 0
+
+
+def copy_db_command(args: argparse.Namespace) -> int:
+    """Move the memory to PostgreSQL: every table, into an empty database."""
+    from slackbot.copy_db import copy_db, describe
+    from slackbot.db_read import is_postgres
+    from slackbot.errors import UsageError
+
+    try:
+        settings = load_settings(os.environ, need_slack=False)
+        path = args.db or settings.db_path
+        if not is_postgres(args.to):
+            raise UsageError("--to must be a postgresql:// (or postgres://) URL")
+        if not os.path.exists(path):
+            raise UsageError(f"no database at {path}: set SLACKBOT_DB to the bot's database")
+        text = describe(copy_db(path, args.to), args.to)
+    except (ConfigError, UsageError) as exc:
+        print(f"slackbot: {exc}", file=sys.stderr)
+        return 2
+    print(text)
+    return 0
+
+
+def audit_command(args: argparse.Namespace) -> int:
+    """Print every change of a channel prompt; reads only the database."""
+    from slackbot.audit import report
+    from slackbot.errors import UsageError
+
+    try:
+        settings = load_settings(os.environ, need_slack=False)
+        text = report(args.db or settings.database_url or settings.db_path, channel=args.channel)
+    except (ConfigError, UsageError) as exc:
+        print(f"slackbot: {exc}", file=sys.stderr)
+        return 2
+    print(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     load_dotenv(".env")  # from the working directory; real environment variables win
@@ -122,6 +217,12 @@ def main(argv: list[str] | None = None) -> int:
         return feedback_command(args)
     if args.command == "check":
         return check_command()
+    if args.command == "purge":
+        return purge_command(args)
+    if args.command == "audit":
+        return audit_command(args)
+    if args.command == "copy-db":
+        return copy_db_command(args)
     try:
         settings = load_settings(os.environ)
     except ConfigError as exc:

@@ -53,6 +53,8 @@ class Settings:
     db_path: str = "slackbot.db"
     #: PostgreSQL instead of SQLite (many instances on one database); None: SQLite at db_path.
     database_url: str | None = None
+    #: PostgreSQL: an instance silent this long is taken for dead; a live one closes its replies.
+    instance_timeout: float = 30.0
     port: int = 3000
     claude_model: str = DEFAULT_MODEL
     claude_model_is_default: bool = True
@@ -93,6 +95,28 @@ class Settings:
     streaming: str = "auto"
     #: The Messages tab's suggested prompts as (title, message); empty means the built-in ones.
     suggested_prompts: tuple[tuple[str, str], ...] = ()
+    #: Who may use the bot (Slack IDs; empty = everyone). Denied wins over allowed; DMs are
+    #: allowed whatever the channel list says (see `access.py`).
+    allowed_channels: tuple[str, ...] = ()
+    allowed_users: tuple[str, ...] = ()
+    denied_users: tuple[str, ...] = ()
+    #: Slack Connect users from another organisation, and guests: refused unless opened.
+    allow_external: bool = False
+    allow_guests: bool = False
+    #: Whom a refused person should ask (free text, shown in the refusal).
+    admin_contact: str | None = None
+    #: May change channel prompts; exempt from the per-user token limit.
+    admins: tuple[str, ...] = ()
+    #: Input (cache reads and writes included) plus output tokens per person per UTC day.
+    user_daily_tokens: int | None = None
+    #: Estimated USD per workspace (or Grid enterprise) per UTC day, web searches included.
+    workspace_daily_usd: float | None = None
+    #: Conversations idle longer than this many days are deleted (None: kept forever).
+    retention_days: float | None = None
+
+    def is_admin(self, user_id: str | None) -> bool:
+        """One of SLACKBOT_ADMINS: may change channel prompts, has no per-user token limit."""
+        return bool(user_id) and user_id in self.admins
 
     @property
     def socket_mode(self) -> bool:
@@ -266,6 +290,38 @@ def _listed(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(part.strip().lower() for part in env.get(name, "").split(",") if part.strip())
 
 
+def _ids(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated Slack IDs (`U123`, `C123`): kept as written (IDs are case-sensitive)."""
+    ids = tuple(
+        dict.fromkeys(part.strip() for part in env.get(name, "").split(",") if part.strip())
+    )
+    bad = [i for i in ids if not i.isalnum()]
+    if bad:
+        raise ConfigError(
+            f"{name} must be comma-separated Slack IDs like U0123ABCD, got {bad[0]!r}"
+        )
+    return ids
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+
+
+def _limit(env: Mapping[str, str], name: str) -> float | None:
+    """A positive number, or None when unset (no limit)."""
+    if not env.get(name, "").strip():
+        return None
+    value = _number(env, name, 0.0, minimum=0)
+    if value <= 0:
+        raise ConfigError(f"{name} must be more than 0 (leave it unset for no limit)")
+    return value
+
+
 def _tools(env: Mapping[str, str]) -> tuple[str, ...]:
     """`SLACKBOT_TOOLS`: comma-separated server tools, or `none`."""
     if not _optional(env, "SLACKBOT_TOOLS"):
@@ -340,6 +396,9 @@ def load_settings(env: Mapping[str, str], *, need_slack: bool = True) -> Setting
         slack_file_hosts=hosts,
         db_path=_optional(env, "SLACKBOT_DB") or _DEFAULT["db_path"],
         database_url=_database_url(env),
+        instance_timeout=_number(
+            env, "SLACKBOT_INSTANCE_TIMEOUT", _DEFAULT["instance_timeout"], minimum=1
+        ),
         port=_integer(env, "PORT", _DEFAULT["port"], minimum=0),
         claude_model=model or DEFAULT_MODEL,
         claude_model_is_default=model is None,
@@ -377,4 +436,20 @@ def load_settings(env: Mapping[str, str], *, need_slack: bool = True) -> Setting
         dm_mode=_choice(env, "SLACKBOT_DM_MODE", DM_MODES) or _DEFAULT["dm_mode"],
         streaming=_choice(env, "SLACKBOT_STREAMING", STREAMING_MODES) or _DEFAULT["streaming"],
         suggested_prompts=_suggested_prompts(env),
+        allowed_channels=_ids(env, "SLACKBOT_ALLOWED_CHANNELS"),
+        allowed_users=_ids(env, "SLACKBOT_ALLOWED_USERS"),
+        denied_users=_ids(env, "SLACKBOT_DENIED_USERS"),
+        allow_external=_flag(env, "SLACKBOT_ALLOW_EXTERNAL"),
+        allow_guests=_flag(env, "SLACKBOT_ALLOW_GUESTS"),
+        admin_contact=_optional(env, "SLACKBOT_ADMIN_CONTACT"),
+        admins=_ids(env, "SLACKBOT_ADMINS"),
+        user_daily_tokens=_daily_tokens(env),
+        workspace_daily_usd=_limit(env, "SLACKBOT_WORKSPACE_DAILY_USD"),
+        retention_days=_limit(env, "SLACKBOT_RETENTION_DAYS"),
     )
+
+
+def _daily_tokens(env: Mapping[str, str]) -> int | None:
+    if not env.get("SLACKBOT_USER_DAILY_TOKENS", "").strip():
+        return None
+    return _integer(env, "SLACKBOT_USER_DAILY_TOKENS", 0, minimum=1)

@@ -1,4 +1,5 @@
-"""The order of one turn: claim, placeholder, sync, store, history, stream, final text.
+"""The order of one turn: access and limits, claim, placeholder, sync, store, history, stream,
+final text.
 
 This is the only module that touches the store, Slack and Claude together. Whatever fails, the
 placeholder is always replaced by an answer or by a readable note, and the reply is stored
@@ -14,11 +15,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
 from slackbot import accounting, context_window, messages, recovery
+from slackbot.access import Access, Where
 from slackbot.attachments import Attachments
 from slackbot.channels import Channels
 from slackbot.claude import Claude, request_messages
@@ -26,12 +29,13 @@ from slackbot.code_files import CodeFiles
 from slackbot.config import Settings
 from slackbot.context_window import Fitted
 from slackbot.dedup import RecentDeliveries
-from slackbot.events import Incoming
+from slackbot.events import Incoming, Revision
 from slackbot.feedback import FeedbackTag
 from slackbot.history import without_refused
 from slackbot.metrics import Metrics
 from slackbot.model_lookup import ModelLimits
 from slackbot.people import People
+from slackbot.quotas import Quotas
 from slackbot.reply import Replies, Reply
 from slackbot.request_context import context_for
 from slackbot.request_options import request_options
@@ -44,7 +48,7 @@ from slackbot.store import Store, Turn, WindowState
 from slackbot.stream_events import StreamResult
 from slackbot.tasks import TaskKeeper
 from slackbot.thread_sync import sync_thread
-from slackbot.user_turn import UserTurn, read_message
+from slackbot.user_turn import UserTurn, edited_text, read_message
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +75,16 @@ class _Prepared:
     estimates: dict[int, int]
     #: This mention's context (date, place, asker): sent last, never stored.
     context: str
+    #: The Claude client for this channel (its extra instructions in the system prompt).
+    claude: Claude
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A message the bot won't answer (access rules, a spend limit): `text` goes to the asker
+    alone; nothing but the processed-event record is stored."""
+
+    text: str
 
 
 @dataclass
@@ -98,8 +112,15 @@ class Conversations:
     status: SessionStatus | None = None
     #: The turns a Stop (Slack's, or the button) can reach now.
     stops: Stops = field(default_factory=Stops)
+    #: Who may use the bot, and the spend limits: checked before a message is stored.
+    access: Access = field(init=False)
+    quotas: Quotas = field(init=False)
 
     def __post_init__(self) -> None:
+        # SLACKBOT_ADMINS may stop anyone's reply with its Stop button.
+        self.stops.is_admin = lambda team, user: self.settings.is_admin(user)
+        self.access = Access(self.settings, self.people)
+        self.quotas = Quotas(self.settings, self.store)
         if self.limits is None:
             self.use_model(ModelLimits(model=self.claude.model))
 
@@ -139,21 +160,61 @@ class Conversations:
         self.tasks.start(self.handle(msg, ticket, claim), name=f"answer {msg.channel}/{msg.ts}")
         await asyncio.wait([claim], timeout=ACK_WAIT_SECONDS)
 
-    async def _claim(self, msg: Incoming) -> int | None:
-        """The message's conversation, or None if it was delivered before (0 for `reset`)."""
+    async def _claim(self, msg: Incoming) -> int | Refused | None:
+        """The message's conversation, or None if it was delivered before (0 for `reset`); a
+        `Refused` for a person who may not use the bot here or has reached a limit, with only
+        the event recorded (so a redelivery is still recognised)."""
         if not self.recent.first_time(msg):
             return None
+        refusal = await self._refusal(msg)
+        if refusal is not None:
+            return (
+                refusal if await self.store.claim_event(msg.event_id, msg.channel, msg.ts) else None
+            )
         if msg.is_reset or msg.is_reset_hint:
             return 0 if await self.store.claim_event(msg.event_id, msg.channel, msg.ts) else None
         return await self.store.claim_conversation(
             msg.event_id,
             msg.channel,
             msg.ts,
-            team=msg.team,
+            team=msg.workspace,
             thread_root=msg.thread_root,
             idle_seconds=self.settings.dm_idle_hours * 3600,
             pending=msg.to_json(),
         )
+
+    async def _refusal(self, msg: Incoming) -> Refused | None:
+        where = Where(msg.team, msg.enterprise, msg.channel, msg.is_dm)
+        reason = await self.access.refusal(msg.user, where, msg.message)
+        if reason is not None:
+            log.info("refused %s in %s: %s", msg.user, msg.channel, reason)
+            return Refused(messages.refused(reason, self.settings.admin_contact))
+        if msg.is_reset:
+            return None
+        over = await self.quotas.over_limit(msg.user, msg.workspace)
+        if over is not None:
+            log.info("%s in %s is over the %s limit", msg.user, msg.workspace, over.kind)
+            now = datetime.now(UTC)
+            return Refused(messages.over_limit(over.kind, over.limit, over.resets_at, now))
+        return None
+
+    def take_revision(self, revision: Revision) -> None:
+        """Follow an edit or deletion after the acknowledgement (held until done on shutdown)."""
+        self.tasks.start(self.revise(revision), name=f"revise {revision.channel}/{revision.ts}")
+
+    async def revise(self, revision: Revision) -> None:
+        """A person edited or deleted a message: the store follows (nothing is answered)."""
+        try:
+            if revision.message is None:
+                erased = await self.store.erase_user_turn(revision.channel, revision.ts)
+                log.info("erased %d turn(s) for a deleted message in %s", erased, revision.channel)
+                return
+            text = await edited_text(
+                revision.message, people=self.people, bot_user_id=self.bot_user_id
+            )
+            await self.store.edit_user_turn(revision.channel, revision.ts, text)
+        except Exception:
+            log.exception("could not follow an edit or deletion in %s", revision.channel)
 
     async def drain(self, timeout: float) -> int:
         """Let the replies in flight finish (on shutdown); returns how many were still running."""
@@ -174,7 +235,9 @@ class Conversations:
             log.info("answering %s/%s, acknowledged before a restart", msg.channel, msg.ts)
         return closed
 
-    async def handle(self, msg: Incoming, ticket: Ticket, claim: Awaitable[int | None]) -> None:
+    async def handle(
+        self, msg: Incoming, ticket: Ticket, claim: Awaitable[int | Refused | None]
+    ) -> None:
         """Answer one message; never raises (errors end up in the thread and the log)."""
         try:
             try:
@@ -186,6 +249,9 @@ class Conversations:
             if conversation_id is None:
                 log.info("duplicate delivery of %s/%s ignored", msg.channel, msg.ts)
                 self.metrics.events_deduplicated.inc()
+                return
+            if isinstance(conversation_id, Refused):
+                await self._whisper(msg, conversation_id.text)
                 return
             if msg.is_reset:
                 await self._reset(msg)
@@ -213,9 +279,18 @@ class Conversations:
         except Exception:
             log.exception("could not post a note to %s/%s", msg.channel, msg.ts)
 
+    async def _whisper(self, msg: Incoming, text: str) -> None:
+        """A note only the asker sees (`chat.postEphemeral`), in the message's thread."""
+        try:
+            await self.client.chat_postEphemeral(
+                channel=msg.channel, user=msg.user, text=text, thread_ts=msg.thread_ts
+            )
+        except Exception:
+            log.exception("could not tell %s in %s why they were refused", msg.user, msg.channel)
+
     async def _reset(self, msg: Incoming) -> None:
         """`reset` in a DM: the next top-level message starts a fresh conversation."""
-        await self.store.reset_dm(msg.team, msg.channel)
+        await self.store.reset_dm(msg.workspace, msg.channel)
         await self._say(msg, messages.RESET_DONE)
 
     async def _answer(
@@ -231,7 +306,7 @@ class Conversations:
         # placeholder goes out.
         reading = asyncio.create_task(self._read(msg))
         signal = self.stops.enter(
-            team=msg.team,
+            team=msg.workspace,
             channel=msg.channel,
             thread_ts=msg.thread_root,
             answers_ts=msg.ts,
@@ -245,10 +320,10 @@ class Conversations:
             reading.cancel()  # not needed if the turn failed early; collect it either way
             await asyncio.gather(reading, return_exceptions=True)
 
-    async def stop_thread(self, team: str, channel: str, thread_ts: str) -> bool:
+    async def stop_thread(self, workspace: str, channel: str, thread_ts: str) -> bool:
         """Slack's Stop on a thread's agent session: stop the reply being written there. A
         Stop for a reply that has finished does nothing (False)."""
-        stopped = self.stops.stop_thread(team, channel, thread_ts)
+        stopped = self.stops.stop_thread(workspace, channel, thread_ts)
         log.info(
             "Stop for %s/%s: %s", channel, thread_ts, "stopping" if stopped else "nothing running"
         )
@@ -446,11 +521,14 @@ class Conversations:
     ) -> _Prepared:
         """Everything Claude is sent: the thread synced and stored, then fitted to the window."""
         turns, state, notes, context = await self._store_turns(msg, conversation_id, reading)
+        claude = self.claude.with_channel_prompt(
+            await self.store.channel_prompt(msg.workspace, msg.channel)
+        )
         turns, estimates = await context_window.with_estimates(turns)
         fitted, ratio = await context_window.fit_to_window(
-            self.claude, self.model_limits, turns, state, extra=context
+            claude, self.model_limits, turns, state, extra=context
         )
-        return _Prepared(fitted, ratio, state, notes, estimates, context)
+        return _Prepared(fitted, ratio, state, notes, estimates, context, claude)
 
     async def _store_turns(
         self, msg: Incoming, conversation_id: int, reading: asyncio.Task[tuple[UserTurn, str]]
@@ -517,7 +595,7 @@ class Conversations:
         for _ in range(MAX_CONTINUATIONS + 1):
             request = request_messages(history, context=prepared.context, paused=paused)
             searches = result.web_search_requests
-            async for event in self.claude.stream(request, searches_used=searches):
+            async for event in prepared.claude.stream(request, searches_used=searches):
                 result.take(event)
                 reply.take(event)
             if result.error is not None or result.stop_reason != "pause_turn":

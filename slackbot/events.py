@@ -37,6 +37,17 @@ class Incoming:
     sessions: bool = False
     #: The asker's workspace (or Enterprise Grid organisation): a native stream's recipient.
     user_team: str = ""
+    #: The installation's Enterprise Grid org (None outside Grid): see `workspace`.
+    enterprise: str | None = None
+
+    @property
+    def workspace(self) -> str:
+        """Whose conversation and spend this is: the installing Grid enterprise, or the team.
+
+        An org-wide install sees one shared channel from several workspaces, and the envelope's
+        `team_id` can differ from one event to the next in one thread: keyed by the enterprise,
+        the thread stays one conversation."""
+        return self.enterprise or self.team
 
     @property
     def thread_root(self) -> str | None:
@@ -53,7 +64,7 @@ class Incoming:
 
     @property
     def sequence_key(self) -> tuple[str, str, str]:
-        return (self.team, self.channel, self.thread_root or "dm")
+        return (self.workspace, self.channel, self.thread_root or "dm")
 
     def to_json(self) -> str:
         """The message as the store keeps it until it is answered (see `Store.pending`)."""
@@ -88,11 +99,26 @@ def is_person_message(message: dict[str, Any], bot_user_id: str | None) -> bool:
     )
 
 
+def enterprise_of(body: dict[str, Any]) -> str | None:
+    """The installation's Grid enterprise: `authorizations[0].enterprise_id` (the installation
+    the event is delivered to), else the envelope's `enterprise_id` (or a slash command's)."""
+    authorizations = body.get("authorizations") or []
+    if authorizations and isinstance(authorizations[0], dict):
+        found = authorizations[0].get("enterprise_id")
+        if found:
+            return str(found)
+    enterprise = body.get("enterprise_id") or body.get("enterprise")
+    if isinstance(enterprise, dict):
+        enterprise = enterprise.get("id")
+    return str(enterprise) if enterprise else None
+
+
 def incoming_from(
     event: dict[str, Any], body: dict[str, Any], *, is_dm: bool, sessions: bool = False
 ) -> Incoming:
     """An `Incoming` from an Events API event and its envelope."""
     return Incoming(
+        enterprise=enterprise_of(body),
         team=str(body.get("team_id") or event.get("team") or ""),
         channel=str(event["channel"]),
         ts=str(event["ts"]),
@@ -115,3 +141,40 @@ def asker_team(event: dict[str, Any], body: dict[str, Any]) -> str:
     if first.get("is_enterprise_install") and first.get("enterprise_id"):
         return str(first["enterprise_id"])
     return str(event.get("user_team") or event.get("team") or body.get("team_id") or "")
+
+
+@dataclass(frozen=True)
+class Revision:
+    """A person edited (`text` is the new message) or deleted (`message` is None) a message the
+    bot may have stored: the store follows, nothing is answered."""
+
+    workspace: str
+    channel: str
+    ts: str
+    message: dict[str, Any] | None = None
+
+
+def revision_from(
+    event: dict[str, Any], body: dict[str, Any], bot_user_id: str | None
+) -> Revision | None:
+    """A `message_changed` or `message_deleted` of a person's message; None for anything else
+    (the bot's own edits and deletions, which it makes all the time, included)."""
+    subtype = event.get("subtype")
+    team = str(body.get("team_id") or event.get("team") or "")
+    workspace = enterprise_of(body) or team
+    channel = str(event.get("channel") or "")
+    if subtype == "message_changed":
+        message = event.get("message") or {}
+        previous = event.get("previous_message") or {}
+        if not is_person_message(message, bot_user_id) or not message.get("ts"):
+            return None
+        if message.get("text") == previous.get("text"):
+            return None  # a thread reply or an unfurl changed it, not the person
+        return Revision(workspace, channel, str(message["ts"]), message)
+    if subtype == "message_deleted":
+        previous = event.get("previous_message") or {}
+        if previous.get("bot_id") or (bot_user_id and previous.get("user") == bot_user_id):
+            return None  # the bot removing its own placeholder; only people's turns are erased
+        ts = event.get("deleted_ts") or previous.get("ts")
+        return Revision(workspace, channel, str(ts)) if ts else None
+    return None

@@ -7,6 +7,7 @@ Slack (`str(exc)` can carry request ids, URLs or internals).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 import anthropic
@@ -44,7 +45,7 @@ RESET_HINT = (
 #: The Stop button on a `chat.update` reply while it streams.
 STOP_BUTTON = "Stop"
 #: Someone other than the asker pressed it (shown to them alone).
-STOP_NOT_YOURS = "Only the person who asked can stop this reply."
+STOP_NOT_YOURS = "Only the person who asked (or one of the bot's admins) can stop this reply."
 #: The thread's status while the bot works on a reply (the fallback status and its rotation).
 STATUS_LOADING = "is thinking…"
 LOADING_MESSAGES = (
@@ -288,6 +289,97 @@ def file_too_big(name: str, limit: int, size: int | None = None) -> str:
 def _megabytes(size: int) -> str:
     value = size / (1024 * 1024)
     return f"{value:.0f} MB" if value >= 10 or value == int(value) else f"{value:.1f} MB"
+
+
+# --- Access, limits and /claude -------------------------------------------------------------
+#
+# Shown to one person only (ephemeral): a refusal, a limit reached, a slash command's answer.
+
+
+def refused(reason: str, contact: str | None) -> str:
+    """Why the bot won't answer this person here, and whom to ask."""
+    first = (
+        "Sorry, I'm not available in this channel."
+        if reason == "channel"
+        else "Sorry, you can't use me here."
+    )
+    ask = (
+        f"Ask {contact} if you need access."
+        if contact
+        else "Ask your Slack admin if you need access."
+    )
+    return f"{first} {ask}"
+
+
+def _resets(resets_at: datetime, now: datetime) -> str:
+    left = max(0, int((resets_at - now).total_seconds()) // 60)
+    hours, minutes = divmod(left, 60)
+    wait = f"{hours} h {minutes} min" if hours else f"{minutes} min"
+    return f"It resets at midnight UTC (in {wait})."
+
+
+def over_limit(kind: str, limit: float, resets_at: datetime, now: datetime) -> str:
+    """A daily limit reached: which one, and when it resets."""
+    if kind == "user_tokens":
+        first = f"You've used your daily allowance of {int(limit):,} tokens with me."
+    else:
+        first = f"This workspace has reached its daily spending limit for me (${limit:,.2f})."
+    return f"{first} {_resets(resets_at, now)} Nothing was sent to Claude."
+
+
+COMMAND_HELP = (
+    "*Claude in Slack*\n"
+    "• Mention me in a channel (`@Claude …`) and I answer in the thread; I read the whole "
+    "thread for context. In a DM I answer every message (`reset` starts afresh).\n"
+    "• I can read images, PDFs, text files and Office documents you attach, and search the web.\n"
+    "*`/claude` commands* (only you see the answers)\n"
+    "• `/claude help`: this help\n"
+    "• `/claude usage`: your own usage today and this week\n"
+    "• `/claude prompt`: this channel's extra instructions for me\n"
+    "• `/claude prompt set <text>` / `/claude prompt clear`: change them (admins and the "
+    "channel's creator)\n"
+    "• `/claude model`: the Claude model I use"
+)
+NO_CHANNEL_PROMPT = "This channel has no extra instructions for me."
+PROMPT_SET_NEEDS_TEXT = "Say what the instructions are: `/claude prompt set <text>`."
+PROMPT_NOT_YOURS = "Only the bot's admins and this channel's creator can change its instructions."
+PROMPT_CLEARED = "Done: this channel has no extra instructions for me any more."
+PROMPT_ALREADY_CLEAR = "This channel had no extra instructions for me: nothing to clear."
+COMMAND_FAILED = "Something went wrong on my side. Please try again."
+
+
+def prompt_too_long(limit: int) -> str:
+    return f"Those instructions are too long: at most {limit:,} characters."
+
+
+def channel_prompt(text: str) -> str:
+    return f"This channel's extra instructions for me:\n>>> {text}"
+
+
+def prompt_set(text: str) -> str:
+    return f"Done: every reply in this channel now follows these instructions:\n>>> {text}"
+
+
+def model_in_use(model: str) -> str:
+    return f"I use the Claude model `{model}`."
+
+
+def usage_summary(
+    today: tuple[int, float],
+    week: tuple[int, float],
+    *,
+    daily_tokens: int | None,
+    exempt: bool,
+) -> str:
+    """`/claude usage`: the caller's tokens and estimated cost, today and this week."""
+    lines = [
+        f"*Your usage* (UTC; cost is an estimate from list prices)\n"
+        f"• Today: {today[0]:,} tokens, about ${today[1]:,.2f}\n"
+        f"• This week (since Monday): {week[0]:,} tokens, about ${week[1]:,.2f}"
+    ]
+    if daily_tokens is not None and not exempt:
+        lines.append(f"Your daily limit is {daily_tokens:,} tokens; it resets at midnight UTC.")
+    return "\n".join(lines)
 
 
 def code_file_failed(name: str | None) -> str:

@@ -11,7 +11,8 @@ columns are `COLLATE "C"` (byte order) whatever the database's locale; ids are `
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
@@ -405,3 +406,160 @@ def m012_create_feedback(db: sqlite_utils.Database) -> None:
         not_null={"team", "channel", "message_ts", "user_id", "vote", "updated_at"},
     )
     db.table("feedback").create_index(["updated_at"])
+
+
+@step(
+    postgres="""
+    CREATE TABLE instances (
+        id TEXT PRIMARY KEY,
+        started_at DOUBLE PRECISION NOT NULL,
+        heartbeat_at DOUBLE PRECISION NOT NULL
+    );
+    ALTER TABLE messages ADD COLUMN owner TEXT;
+    ALTER TABLE pending ADD COLUMN owner TEXT;
+    """
+)
+def m013_add_instances(db: sqlite_utils.Database) -> None:
+    """Many instances on one database: each records a heartbeat, and each reply and claimed
+    message records which instance owns it, so a live instance closes (or answers) what a
+    silent one left, and never another live instance's work. One SQLite process owns
+    everything it finds at start; the columns are there so both schemas stay one."""
+    db.table("instances").create(
+        {"id": str, "started_at": float, "heartbeat_at": float},
+        pk="id",
+        not_null={"started_at", "heartbeat_at"},
+    )
+    db.table("messages").add_column("owner", str)
+    db.table("pending").add_column("owner", str)
+
+
+@step(
+    postgres="""
+    CREATE TABLE channel_prompts (
+        team TEXT,
+        channel TEXT,
+        text TEXT NOT NULL,
+        updated_by TEXT,
+        updated_at DOUBLE PRECISION,
+        PRIMARY KEY (team, channel)
+    );
+    CREATE TABLE prompt_audit (
+        id BIGSERIAL PRIMARY KEY,
+        team TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        old_text TEXT,
+        new_text TEXT
+    );
+    CREATE INDEX idx_prompt_audit_at ON prompt_audit (at);
+    """
+)
+def m014_create_channel_prompts(db: sqlite_utils.Database) -> None:
+    """Per-channel instructions (`/claude prompt set`), added to the system prompt of every
+    reply in that channel, and the audit of every change to them: who, when, old and new
+    (`slackbot audit`)."""
+    db.table("channel_prompts").create(
+        {"team": str, "channel": str, "text": str, "updated_by": str, "updated_at": float},
+        pk=("team", "channel"),
+        not_null={"text"},
+    )
+    db.table("prompt_audit").create(
+        {
+            "id": int,
+            "team": str,
+            "channel": str,
+            "user_id": str,
+            "at": float,
+            "old_text": str,
+            "new_text": str,
+        },
+        pk="id",
+        not_null={"team", "channel", "user_id", "at"},
+    )
+    db.table("prompt_audit").create_index(["at"])
+
+
+@step(
+    postgres="""
+    CREATE INDEX idx_usage_user_id_created_at ON usage (user_id, created_at);
+    CREATE INDEX idx_usage_team_created_at ON usage (team, created_at);
+    CREATE INDEX idx_messages_ts ON messages (ts);
+    """
+)
+def m015_index_for_quotas_and_revisions(db: sqlite_utils.Database) -> None:
+    """Spend limits sum today's usage per person and per workspace before every reply, and a
+    deleted or edited Slack message is found by its ts: indexes for both."""
+    db.table("usage").create_index(["user_id", "created_at"])
+    db.table("usage").create_index(["team", "created_at"])
+    db.table("messages").create_index(["ts"])
+
+
+class Executes(Protocol):
+    """What `merge_split_conversations` needs of a connection: `execute(sql, params)` with
+    `?` placeholders, returning a cursor (a SQLite database, or PostgreSQL through
+    `postgres_store`'s adapter)."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Any: ...
+
+
+def merge_split_conversations(db: Executes) -> int:
+    """Make each (channel, kind, root) one conversation again, whatever team it was stored
+    under; returns how many conversations were folded into another.
+
+    An Enterprise Grid org-wide install sees one shared channel from several workspaces, and
+    releases before m016 keyed conversations by the envelope's `team_id`, which changes from
+    one event to the next: one thread could be stored as several conversations. Channel ids are
+    unique within an installation, so these are the same thread: the oldest conversation keeps
+    everything (a message stored twice keeps its oldest copy), and its context-window cut is
+    forgotten so the next mention fits the merged thread afresh. Used by m016 and at every
+    start (`SqliteStore.adopt_workspace`)."""
+    folded = 0
+    groups = db.execute(
+        "SELECT channel, kind, root_ts, MIN(id) FROM conversations"
+        " GROUP BY channel, kind, root_ts HAVING COUNT(*) > 1"
+    ).fetchall()
+    for channel, kind, root_ts, keep in groups:
+        ids = db.execute(
+            "SELECT id FROM conversations WHERE channel=? AND kind=? AND root_ts=? AND id<>?",
+            [channel, kind, root_ts, keep],
+        ).fetchall()
+        for other in sorted(int(row[0]) for row in ids):
+            twice = [
+                row[0]
+                for row in db.execute(
+                    "SELECT id FROM messages WHERE conversation_id=? AND ts IN"
+                    " (SELECT ts FROM messages WHERE conversation_id=?)",
+                    [other, keep],
+                )
+            ]
+            for message_id in twice:
+                db.execute("DELETE FROM images WHERE message_id=?", [message_id])
+                db.execute("DELETE FROM documents WHERE message_id=?", [message_id])
+                db.execute("UPDATE usage SET message_id=NULL WHERE message_id=?", [message_id])
+                db.execute("DELETE FROM messages WHERE id=?", [message_id])
+            for table in ("messages", "dm_sessions", "pending", "usage"):
+                db.execute(
+                    f"UPDATE {table} SET conversation_id=? WHERE conversation_id=?", [keep, other]
+                )
+            db.execute("DELETE FROM conversations WHERE id=?", [other])
+            folded += 1
+        db.execute(
+            "UPDATE conversations SET kept_from_id=NULL, images_from_id=NULL, synced_to=NULL"
+            " WHERE id=?",
+            [keep],
+        )
+    return folded
+
+
+@step(
+    # A PostgreSQL database only ever holds conversations keyed this way: it starts empty, or
+    # from `slackbot copy-db`, which copies a SQLite database migrated through this step.
+    postgres="SELECT 1;"
+)
+def m016_merge_threads_split_by_team(db: sqlite_utils.Database) -> None:
+    """Conversations are keyed by the installation (the Grid enterprise, else the team),
+    channel and thread: threads an org-wide install stored under several teams' ids become one
+    conversation again (see `merge_split_conversations`). The rows take the installation's key
+    at the next start, when `auth.test` has said what it is."""
+    merge_split_conversations(db)

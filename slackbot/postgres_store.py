@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -22,16 +23,19 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from slackbot.db_read import to_pyformat
 from slackbot.errors import ConfigError
-from slackbot.migrations import POSTGRES
+from slackbot.migrations import POSTGRES, merge_split_conversations
 from slackbot.store import (
     PendingMessage,
+    PurgedConversation,
     StoredDocument,
     StoredImage,
     Turn,
     UnfinishedReply,
     UsageRecord,
     UsageSum,
+    UsageTotal,
     Vote,
     WindowState,
 )
@@ -49,6 +53,10 @@ POOL_SIZE = 20
 HEALTH_TIMEOUT = 2.0
 #: Processed-event records older than this are pruned at start-up (Slack retries for ~5 min).
 EVENT_RETENTION_SECONDS = 7 * 24 * 3600
+#: An instance silent this long is taken for dead (`SLACKBOT_INSTANCE_TIMEOUT`).
+INSTANCE_TIMEOUT = 30.0
+#: Heartbeats per timeout: a few may fail (a slow database) before a live one looks dead.
+HEARTBEATS_PER_TIMEOUT = 6
 #: The advisory lock that serialises migrations when several instances start at once.
 MIGRATION_LOCK = 0x51AC_B07
 
@@ -94,12 +102,26 @@ class PostgresStore:
 
     url: str
     _pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = field(repr=False)
+    #: This instance's id: stamped on the replies and claims it owns, and on its heartbeat.
+    instance: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    #: An instance whose heartbeat is older than this is taken for dead (its work is taken over).
+    instance_timeout: float = INSTANCE_TIMEOUT
+    _beating: asyncio.Task[None] | None = field(default=None, repr=False)
     #: The migration steps this open applied (empty: the schema was up to date).
     _migrated: list[str] = field(default_factory=list, repr=False)
 
+    #: Many instances may share this store (see `recovery`: closing what a dead one left is a
+    #: job for every live one, all the time, not only at start).
+    shared = True
+
     @classmethod
     async def open(
-        cls, url: str, *, connect_seconds: float = CONNECT_SECONDS, size: int = POOL_SIZE
+        cls,
+        url: str,
+        *,
+        connect_seconds: float = CONNECT_SECONDS,
+        size: int = POOL_SIZE,
+        instance_timeout: float = INSTANCE_TIMEOUT,
     ) -> PostgresStore:
         """Connect (within `connect_seconds`, else `ConfigError` naming `DATABASE_URL`) and
         migrate."""
@@ -121,13 +143,32 @@ class PostgresStore:
                 f"DATABASE_URL: cannot reach {masked(url)} within {connect_seconds:.0f} s"
                 f" ({_reason(exc)})"
             ) from None
-        store = cls(url=url, _pool=pool)
+        store = cls(url=url, _pool=pool, instance_timeout=instance_timeout)
         try:
             await asyncio.to_thread(store._migrate_sync)
+            await store._beat()
         except BaseException:
             await pool.close()
             raise
+        store._beating = asyncio.create_task(store._keep_beating(), name="heartbeat")
         return store
+
+    async def _beat(self) -> None:
+        """Say this instance is alive (re-registering if another took it for dead)."""
+        now = time.time()
+        await self._execute(
+            "INSERT INTO instances (id, started_at, heartbeat_at) VALUES (%s, %s, %s)"
+            " ON CONFLICT (id) DO UPDATE SET heartbeat_at=excluded.heartbeat_at",
+            [self.instance, now, now],
+        )
+
+    async def _keep_beating(self) -> None:
+        while True:
+            await asyncio.sleep(self.instance_timeout / HEARTBEATS_PER_TIMEOUT)
+            try:
+                await self._beat()
+            except Exception as exc:  # the database is away: the next beat tries again
+                log.warning("heartbeat failed: %s", _reason(exc))
 
     def _migrate_sync(self) -> None:
         with psycopg.connect(self.url, connect_timeout=ATTEMPT_SECONDS) as conn:
@@ -140,6 +181,15 @@ class PostgresStore:
                 conn.execute("DELETE FROM seen_messages WHERE received_at < %s", [cutoff])
 
     async def close(self) -> None:
+        """Stop beating and sign off: what this instance still owns is now another's to close."""
+        if self._beating is not None:
+            self._beating.cancel()
+            await asyncio.gather(self._beating, return_exceptions=True)
+            self._beating = None
+            try:
+                await self._execute("DELETE FROM instances WHERE id=%s", [self.instance])
+            except Exception as exc:
+                log.warning("could not sign off instance %s: %s", self.instance, _reason(exc))
         await self._pool.close()
 
     async def migrated_now(self) -> list[str]:
@@ -215,11 +265,11 @@ class PostgresStore:
                 conversation_id = await _get_or_create(conn, team, channel, "thread", thread_root)
             if pending is not None:
                 await conn.execute(
-                    "INSERT INTO pending (channel, ts, conversation_id, payload, received_at)"
-                    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (channel, ts) DO UPDATE SET"
-                    " conversation_id=excluded.conversation_id, payload=excluded.payload,"
-                    " received_at=excluded.received_at",
-                    [channel, ts, conversation_id, pending, time.time()],
+                    "INSERT INTO pending (channel, ts, conversation_id, payload, received_at,"
+                    " owner) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (channel, ts) DO UPDATE"
+                    " SET conversation_id=excluded.conversation_id, payload=excluded.payload,"
+                    " received_at=excluded.received_at, owner=excluded.owner",
+                    [channel, ts, conversation_id, pending, time.time(), self.instance],
                 )
             return conversation_id
 
@@ -307,8 +357,8 @@ class PostgresStore:
             )
             cur = await conn.execute(
                 "INSERT INTO messages (conversation_id, role, ts, sort_ts, text, status,"
-                " channel, reply_ts, created_at) VALUES (%s, 'assistant', %s, %s, '',"
-                " 'streaming', %s, %s, %s) RETURNING id",
+                " channel, reply_ts, created_at, owner) VALUES (%s, 'assistant', %s, %s, '',"
+                " 'streaming', %s, %s, %s, %s) RETURNING id",
                 [
                     conversation_id,
                     key,
@@ -316,6 +366,7 @@ class PostgresStore:
                     channel,
                     json.dumps(shown),
                     time.time(),
+                    self.instance,
                 ],
             )
             row = await cur.fetchone()
@@ -433,24 +484,36 @@ class PostgresStore:
     # -- recovery ---------------------------------------------------------------------------
 
     async def pending_messages(self, max_age: float) -> list[PendingMessage]:
+        """Messages claimed by an instance that is gone (or none), now this one's to answer;
+        those older than `max_age` are dropped. A live instance's claims are left alone, and
+        two live instances asking at once never get the same message (the takeover is one
+        `UPDATE`; the second waits for the first's row locks and then sees a live owner)."""
         async with self._pool.connection() as conn:
             await conn.execute(
                 "DELETE FROM pending WHERE received_at < %s", [time.time() - max_age]
             )
             cur = await conn.execute(
-                "SELECT conversation_id, payload, received_at FROM pending ORDER BY received_at, ts"
+                "UPDATE pending SET owner=%s WHERE owner IS DISTINCT FROM %s"
+                f" AND {_OWNER_GONE} RETURNING conversation_id, payload, received_at, ts",
+                [self.instance, self.instance, time.time() - self.instance_timeout],
             )
-            return [PendingMessage(int(r[0]), r[1], float(r[2])) for r in await cur.fetchall()]
+            rows = sorted(await cur.fetchall(), key=lambda r: (r[2], r[3]))
+            return [PendingMessage(int(r[0]), r[1], float(r[2])) for r in rows]
 
     async def forget_pending(self, channel: str, ts: str) -> None:
         await self._execute("DELETE FROM pending WHERE channel=%s AND ts=%s", [channel, ts])
 
     async def unfinished_replies(self) -> list[UnfinishedReply]:
+        """Replies left mid-stream by an instance that is gone, now this one's to close (see
+        `pending_messages` for why a live one's are never taken)."""
         rows = await self._fetch_all(
-            "SELECT m.id, m.conversation_id, c.team, m.channel, c.root_ts, c.kind,"
-            " m.text, m.reply_ts FROM messages m"
-            " JOIN conversations c ON c.id = m.conversation_id"
-            " WHERE m.role='assistant' AND m.status='streaming' ORDER BY m.id"
+            "WITH taken AS (UPDATE messages SET owner=%s WHERE role='assistant'"
+            " AND status='streaming' AND owner IS DISTINCT FROM %s"
+            f" AND {_OWNER_GONE} RETURNING id, conversation_id, channel, text, reply_ts)"
+            " SELECT t.id, t.conversation_id, c.team, t.channel, c.root_ts, c.kind, t.text,"
+            " t.reply_ts FROM taken t JOIN conversations c ON c.id = t.conversation_id"
+            " ORDER BY t.id",
+            [self.instance, self.instance, time.time() - self.instance_timeout],
         )
         return [
             UnfinishedReply(
@@ -464,6 +527,207 @@ class PostgresStore:
             )
             for row in rows
         ]
+
+    # -- the installation, spend limits, channel prompts --------------------------------------
+
+    async def adopt_workspace(self, workspace: str) -> int:
+        """As `SqliteStore.adopt_workspace`. A database that only this release has written
+        holds nothing else (the usual case costs one query); one copied from an older SQLite
+        file may, and is re-keyed the same way, under an advisory lock (instances starting
+        together do it once)."""
+        stray = await self._fetch_one(
+            "SELECT (SELECT count(*) FROM conversations WHERE team<>%s)"
+            " + (SELECT count(*) FROM dm_sessions WHERE team<>%s)"
+            " + (SELECT count(*) FROM channel_prompts WHERE team<>%s)",
+            [workspace] * 3,
+        )
+        if not stray or not stray[0]:
+            return 0
+        return await asyncio.to_thread(self._adopt_sync, workspace)
+
+    def _adopt_sync(self, workspace: str) -> int:
+        with psycopg.connect(self.url, connect_timeout=ATTEMPT_SECONDS) as conn:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
+                merge_split_conversations(_Qmark(conn))
+                changed = conn.execute(
+                    "UPDATE conversations SET team=%s WHERE team<>%s", [workspace, workspace]
+                ).rowcount
+                for table in ("dm_sessions", "channel_prompts"):
+                    conn.execute(
+                        f"DELETE FROM {table} WHERE team<>%s AND channel IN"
+                        f" (SELECT channel FROM {table} WHERE team=%s)",
+                        [workspace, workspace],
+                    )
+                    conn.execute(  # one row per channel: the latest stored (ctid: its place)
+                        f"DELETE FROM {table} t WHERE team<>%s AND EXISTS (SELECT 1 FROM"
+                        f" {table} u WHERE u.channel=t.channel AND u.team<>%s AND u.ctid>t.ctid)",
+                        [workspace, workspace],
+                    )
+                    changed += conn.execute(
+                        f"UPDATE {table} SET team=%s WHERE team<>%s", [workspace, workspace]
+                    ).rowcount
+            return changed
+
+    async def usage_totals(
+        self, since: float, *, team: str | None = None, user_id: str | None = None
+    ) -> list[UsageTotal]:
+        where: list[str] = ["created_at >= %s"]
+        args: list[object] = [since]
+        if team is not None:
+            where.append("team = %s")
+            args.append(team)
+        if user_id is not None:
+            where.append("user_id = %s")
+            args.append(user_id)
+        rows = await self._fetch_all(
+            "SELECT model, line, COUNT(*), SUM(input_tokens), SUM(cache_creation_input_tokens),"
+            " SUM(cache_read_input_tokens), SUM(output_tokens), SUM(web_search_requests)"
+            f" FROM usage WHERE {' AND '.join(where)} GROUP BY model, line",
+            args,
+        )
+        return [
+            UsageTotal(model, line, *(int(n or 0) for n in counts)) for model, line, *counts in rows
+        ]
+
+    async def channel_prompt(self, team: str, channel: str) -> str | None:
+        row = await self._fetch_one(
+            "SELECT text FROM channel_prompts WHERE team=%s AND channel=%s", [team, channel]
+        )
+        return str(row[0]) if row else None
+
+    async def set_channel_prompt(
+        self, team: str, channel: str, text: str | None, *, user_id: str
+    ) -> str | None:
+        """The change and its audit row in one transaction; the old text is read under the
+        row's lock, so two admins changing it at once are audited in order."""
+        now = time.time()
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))", [f"prompt:{team}:{channel}"]
+            )
+            cur = await conn.execute(
+                "SELECT text FROM channel_prompts WHERE team=%s AND channel=%s", [team, channel]
+            )
+            row = await cur.fetchone()
+            old = str(row[0]) if row else None
+            if text is None:
+                await conn.execute(
+                    "DELETE FROM channel_prompts WHERE team=%s AND channel=%s", [team, channel]
+                )
+            else:
+                await conn.execute(
+                    "INSERT INTO channel_prompts (team, channel, text, updated_by, updated_at)"
+                    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (team, channel) DO UPDATE SET"
+                    " text=excluded.text, updated_by=excluded.updated_by,"
+                    " updated_at=excluded.updated_at",
+                    [team, channel, text, user_id, now],
+                )
+            await conn.execute(
+                "INSERT INTO prompt_audit (team, channel, user_id, at, old_text, new_text)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                [team, channel, user_id, now, old, text],
+            )
+            return old
+
+    # -- deletions, edits, retention --------------------------------------------------------
+
+    async def erase_user_turn(self, channel: str, ts: str) -> int:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT m.id, m.conversation_id FROM messages m"
+                " JOIN conversations c ON c.id = m.conversation_id"
+                " WHERE m.ts=%s AND m.role='user' AND c.channel=%s",
+                [ts, channel],
+            )
+            turns = await cur.fetchall()
+            ids = [int(row[0]) for row in turns]
+            for conversation_id in {row[1] for row in turns}:
+                cur = await conn.execute(
+                    "SELECT id FROM messages WHERE conversation_id=%s AND role='assistant'"
+                    " AND sort_ts=%s",
+                    [conversation_id, ts],
+                )
+                ids += [int(row[0]) for row in await cur.fetchall()]
+            await _delete_messages(conn, ids)
+            await conn.execute("DELETE FROM pending WHERE channel=%s AND ts=%s", [channel, ts])
+            return len(turns)
+
+    async def edit_user_turn(self, channel: str, ts: str, text: str) -> bool:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE messages SET text=%s, tokens=NULL WHERE role='user' AND ts=%s"
+                " AND conversation_id IN (SELECT id FROM conversations WHERE channel=%s)",
+                [text, ts, channel],
+            )
+            return cur.rowcount > 0
+
+    async def purge_idle(
+        self, idle_seconds: float, *, dry_run: bool = False
+    ) -> list[PurgedConversation]:
+        cutoff = time.time() - idle_seconds
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT c.id, c.team, c.channel, c.kind, c.root_ts,"
+                " GREATEST(COALESCE(c.created_at, 0), COALESCE(MAX(m.created_at), 0)),"
+                " COUNT(m.id),"
+                " (SELECT COUNT(*) FROM images i JOIN messages im ON im.id = i.message_id"
+                "   WHERE im.conversation_id = c.id)"
+                " + (SELECT COUNT(*) FROM documents d JOIN messages dm"
+                "   ON dm.id = d.message_id WHERE dm.conversation_id = c.id)"
+                " FROM conversations c LEFT JOIN messages m ON m.conversation_id = c.id"
+                " GROUP BY c.id HAVING GREATEST(COALESCE(c.created_at, 0),"
+                " COALESCE(MAX(m.created_at), 0)) <= %s ORDER BY c.id",
+                [cutoff],
+            )
+            found = [
+                PurgedConversation(
+                    int(r[0]), r[1], r[2], r[3], r[4], float(r[5]), int(r[6]), int(r[7])
+                )
+                for r in await cur.fetchall()
+            ]
+            if dry_run:
+                return found
+            for conversation in found:
+                cur = await conn.execute(
+                    "SELECT id FROM messages WHERE conversation_id=%s", [conversation.id]
+                )
+                await _delete_messages(conn, [int(row[0]) for row in await cur.fetchall()])
+                for table in ("pending", "dm_sessions"):
+                    await conn.execute(
+                        f"DELETE FROM {table} WHERE conversation_id=%s", [conversation.id]
+                    )
+                await conn.execute(
+                    "UPDATE usage SET conversation_id=NULL WHERE conversation_id=%s",
+                    [conversation.id],
+                )
+                await conn.execute("DELETE FROM conversations WHERE id=%s", [conversation.id])
+            return found
+
+
+#: A row's owner is gone: never recorded, or not heard from since the cutoff (`%s`).
+_OWNER_GONE = "(owner IS NULL OR owner NOT IN (SELECT id FROM instances WHERE heartbeat_at >= %s))"
+
+
+class _Qmark:
+    """A sync connection that takes `?` placeholders, for the SQL both backends share."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = (), /) -> Any:
+        return self.conn.execute(to_pyformat(sql), params)
+
+
+async def _delete_messages(conn: psycopg.AsyncConnection[Any], ids: Sequence[int]) -> None:
+    """Messages and their files; usage rows keep their figures, not the link."""
+    if not ids:
+        return
+    chunk = list(ids)
+    await conn.execute("DELETE FROM images WHERE message_id = ANY(%s)", [chunk])
+    await conn.execute("DELETE FROM documents WHERE message_id = ANY(%s)", [chunk])
+    await conn.execute("UPDATE usage SET message_id=NULL WHERE message_id = ANY(%s)", [chunk])
+    await conn.execute("DELETE FROM messages WHERE id = ANY(%s)", [chunk])
 
 
 # -- statements shared by several methods (each runs inside the caller's transaction) -------

@@ -20,6 +20,7 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncServerErrorRetryHan
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
+from slackbot import retention
 from slackbot.app import build_app
 from slackbot.app_home import AppHome
 from slackbot.attachments import Attachments
@@ -60,6 +61,8 @@ class Bot:
     conversations: Conversations
     app: AsyncApp
     metrics: Metrics
+    #: SIGTERM came: `/healthz` says 503 so the load balancer moves on; events still answered.
+    draining: bool = False
 
     async def close(self) -> None:
         await self.anthropic.close()
@@ -70,7 +73,9 @@ class Bot:
 async def open_store(settings: Settings) -> Store:
     """PostgreSQL when `DATABASE_URL` is set, else the SQLite file at `SLACKBOT_DB`."""
     if settings.database_url:
-        return await PostgresStore.open(settings.database_url)
+        return await PostgresStore.open(
+            settings.database_url, instance_timeout=settings.instance_timeout
+        )
     return await SqliteStore.open(settings.db_path)
 
 
@@ -204,6 +209,8 @@ def monitoring_app(bot: Bot) -> web.Application:
 
     async def healthz(_: web.Request) -> web.Response:
         # 503: this bot can answer no one (its store is closed or stuck); the host may restart it.
+        if bot.draining:  # shutting down: send new work elsewhere (what comes is still answered)
+            return web.json_response({"ok": False, "reason": "draining"}, status=503)
         if await bot.store.healthy():
             return web.json_response({"ok": True})
         return web.json_response({"ok": False, "reason": "store not answering"}, status=503)
@@ -278,7 +285,15 @@ async def prepare(bot: Bot) -> None:
             f"could not reach Slack at SLACK_API_URL={bot.settings.slack_api_url} ({exc})"
         ) from None
     bot.conversations.bot_user_id = auth.get("user_id")
+    # Who counts as external is decided against the installation itself, not an envelope.
+    bot.conversations.access.home_team = auth.get("team_id") or None
+    bot.conversations.access.home_enterprise = auth.get("enterprise_id") or None
     log.info("connected to Slack as %s (%s)", auth.get("user"), auth.get("team"))
+    workspace = auth.get("enterprise_id") or auth.get("team_id")
+    if workspace and await bot.store.adopt_workspace(str(workspace)):
+        log.info("conversations keyed by the installation %s from now on", workspace)
+    if bot.settings.retention_days is not None:
+        await retention.prune(bot.store, bot.settings.retention_days)
     await bot.conversations.recover()
 
 
@@ -290,24 +305,58 @@ async def serve(settings: Settings) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     monitoring: web.AppRunner | None = None
+    watching: asyncio.Task[None] | None = None
+    pruning: asyncio.Task[None] | None = None
     try:
         await prepare(bot)
+        if settings.retention_days is not None:
+            pruning = asyncio.create_task(
+                retention.keep_pruning(bot.store, settings.retention_days)
+            )
+        if bot.store.shared:
+            watching = asyncio.create_task(watch_instances(bot), name="watch instances")
         if settings.metrics_port is not None:
             monitoring = await start_monitoring(bot, settings.metrics_port)
+        # Hosts send SIGTERM and wait ~30 s: the replies in flight finish meanwhile (one that
+        # doesn't is closed with a note at the next start, or by another instance). In HTTP
+        # mode the listener stays open while draining, /healthz answering 503 so the load
+        # balancer moves on, and whatever still arrives is answered.
         if settings.socket_mode:
             handler = await start_socket_mode(bot)
             await stop.wait()
+            bot.draining = True
             await handler.close_async()
+            unfinished = await bot.conversations.drain(timeout=SHUTDOWN_GRACE_SECONDS)
         else:
             runner = await start_http(bot)
             await stop.wait()
+            bot.draining = True
+            unfinished = await bot.conversations.drain(timeout=SHUTDOWN_GRACE_SECONDS)
             await runner.cleanup()
-        # Hosts send SIGTERM and wait ~30 s: let the replies in flight finish meanwhile (one
-        # that doesn't is closed with a note at the next start).
-        unfinished = await bot.conversations.drain(timeout=SHUTDOWN_GRACE_SECONDS)
         if unfinished:
             log.warning("stopping with %d reply(ies) unfinished", unfinished)
     finally:
+        if pruning is not None:
+            pruning.cancel()
+            await asyncio.gather(pruning, return_exceptions=True)
+        if watching is not None:
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
         if monitoring is not None:
             await monitoring.cleanup()
         await bot.close()
+
+
+async def watch_instances(bot: Bot) -> None:
+    """Many instances on one database: what one that went silent left (replies mid-stream,
+    messages acknowledged but not begun) is closed or answered by a live one, within about
+    `SLACKBOT_INSTANCE_TIMEOUT` of its last heartbeat. Not while draining: this one is leaving."""
+    every = max(0.5, bot.settings.instance_timeout / 3)
+    while not bot.draining:
+        await asyncio.sleep(every)
+        if bot.draining:
+            return
+        try:
+            await bot.conversations.recover()
+        except Exception as exc:  # the database is away: the next round tries again
+            log.warning("could not look for a silent instance's work: %r", exc)

@@ -26,15 +26,17 @@ import sqlite_utils
 
 from slackbot.db_thread import DatabaseThread
 from slackbot.errors import AlreadyRunning
-from slackbot.migrations import migrations
+from slackbot.migrations import merge_split_conversations, migrations
 from slackbot.store import (
     PendingMessage,
+    PurgedConversation,
     StoredDocument,
     StoredImage,
     Turn,
     UnfinishedReply,
     UsageRecord,
     UsageSum,
+    UsageTotal,
     Vote,
     WindowState,
 )
@@ -56,6 +58,8 @@ class SqliteStore:
 
     path: str
     _thread: DatabaseThread = field(repr=False)
+    #: One process per file (`AlreadyRunning`): at start it owns all it finds.
+    shared = False
     _lock: int | None = field(default=None, repr=False)
 
     @classmethod
@@ -674,6 +678,207 @@ class SqliteStore:
             ]
 
         return await self._run(_unfinished)
+
+    # -- the installation -------------------------------------------------------------------
+
+    async def adopt_workspace(self, workspace: str) -> int:
+        """Key every conversation, DM session and channel prompt by `workspace` (the
+        installation's Grid enterprise, or its team), as events are keyed since m016; returns
+        how many rows changed. One database serves one installation (one bot token), so rows
+        kept under an envelope's team id are this installation's."""
+
+        def _adopt() -> int:
+            db = self._db
+            with self._transaction():
+                merge_split_conversations(db)
+                changed = db.execute(
+                    "UPDATE conversations SET team=? WHERE team<>?", [workspace, workspace]
+                ).rowcount
+                for table in ("dm_sessions", "channel_prompts"):
+                    # One row per channel: the installation's own, else the latest stored.
+                    db.execute(
+                        f"DELETE FROM {table} WHERE team<>? AND channel IN"
+                        f" (SELECT channel FROM {table} WHERE team=?)",
+                        [workspace, workspace],
+                    )
+                    db.execute(
+                        f"DELETE FROM {table} WHERE team<>? AND rowid NOT IN"
+                        f" (SELECT MAX(rowid) FROM {table} WHERE team<>? GROUP BY channel)",
+                        [workspace, workspace],
+                    )
+                    changed += db.execute(
+                        f"UPDATE {table} SET team=? WHERE team<>?", [workspace, workspace]
+                    ).rowcount
+            return changed
+
+        return await self._run(_adopt)
+
+    # -- spend limits -----------------------------------------------------------------------
+
+    async def usage_totals(
+        self, since: float, *, team: str | None = None, user_id: str | None = None
+    ) -> list[UsageTotal]:
+        def _totals() -> list[UsageTotal]:
+            where: list[str] = ["created_at >= ?"]
+            args: list[object] = [since]
+            if team is not None:
+                where.append("team = ?")
+                args.append(team)
+            if user_id is not None:
+                where.append("user_id = ?")
+                args.append(user_id)
+            rows = self._db.execute(
+                "SELECT model, line, COUNT(*), SUM(input_tokens), SUM(cache_creation_input_tokens),"
+                " SUM(cache_read_input_tokens), SUM(output_tokens), SUM(web_search_requests)"
+                f" FROM usage WHERE {' AND '.join(where)} GROUP BY model, line",
+                args,
+            ).fetchall()
+            return [
+                UsageTotal(model, line, *(int(n or 0) for n in counts))
+                for model, line, *counts in rows
+            ]
+
+        return await self._run(_totals)
+
+    # -- channel prompts --------------------------------------------------------------------
+
+    async def channel_prompt(self, team: str, channel: str) -> str | None:
+        def _prompt() -> str | None:
+            row = self._db.execute(
+                "SELECT text FROM channel_prompts WHERE team=? AND channel=?", [team, channel]
+            ).fetchone()
+            return str(row[0]) if row else None
+
+        return await self._run(_prompt)
+
+    async def set_channel_prompt(
+        self, team: str, channel: str, text: str | None, *, user_id: str
+    ) -> str | None:
+        def _set() -> str | None:
+            db = self._db
+            now = time.time()
+            with self._transaction():
+                row = db.execute(
+                    "SELECT text FROM channel_prompts WHERE team=? AND channel=?", [team, channel]
+                ).fetchone()
+                old = str(row[0]) if row else None
+                if text is None:
+                    db.execute(
+                        "DELETE FROM channel_prompts WHERE team=? AND channel=?", [team, channel]
+                    )
+                else:
+                    db.execute(
+                        "INSERT INTO channel_prompts (team, channel, text, updated_by, updated_at)"
+                        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (team, channel) DO UPDATE SET"
+                        " text=excluded.text, updated_by=excluded.updated_by,"
+                        " updated_at=excluded.updated_at",
+                        [team, channel, text, user_id, now],
+                    )
+                db.execute(
+                    "INSERT INTO prompt_audit (team, channel, user_id, at, old_text, new_text)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    [team, channel, user_id, now, old, text],
+                )
+            return old
+
+        return await self._run(_set)
+
+    # -- deletions, edits, retention --------------------------------------------------------
+
+    async def erase_user_turn(self, channel: str, ts: str) -> int:
+        def _erase() -> int:
+            db = self._db
+            with self._transaction():
+                turns = db.execute(
+                    "SELECT m.id, m.conversation_id FROM messages m"
+                    " JOIN conversations c ON c.id = m.conversation_id"
+                    " WHERE m.ts=? AND m.role='user' AND c.channel=?",
+                    [ts, channel],
+                ).fetchall()
+                ids = [row[0] for row in turns]
+                for conversation_id in {row[1] for row in turns}:
+                    ids += [
+                        row[0]
+                        for row in db.execute(
+                            "SELECT id FROM messages WHERE conversation_id=? AND role='assistant'"
+                            " AND sort_ts=?",
+                            [conversation_id, ts],
+                        )
+                    ]
+                self._delete_messages(ids)
+                db.execute("DELETE FROM pending WHERE channel=? AND ts=?", [channel, ts])
+            return len(turns)
+
+        return await self._run(_erase)
+
+    def _delete_messages(self, ids: Sequence[int]) -> None:
+        """Messages and their files; usage rows keep their figures, not the link."""
+        db = self._db
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ", ".join("?" * len(chunk))
+            db.execute(f"DELETE FROM images WHERE message_id IN ({marks})", chunk)
+            db.execute(f"DELETE FROM documents WHERE message_id IN ({marks})", chunk)
+            db.execute(f"UPDATE usage SET message_id=NULL WHERE message_id IN ({marks})", chunk)
+            db.execute(f"DELETE FROM messages WHERE id IN ({marks})", chunk)
+
+    async def edit_user_turn(self, channel: str, ts: str, text: str) -> bool:
+        def _edit() -> bool:
+            with self._transaction():
+                cur = self._db.execute(
+                    "UPDATE messages SET text=?, tokens=NULL WHERE role='user' AND ts=?"
+                    " AND conversation_id IN (SELECT id FROM conversations WHERE channel=?)",
+                    [text, ts, channel],
+                )
+            return cur.rowcount > 0
+
+        return await self._run(_edit)
+
+    async def purge_idle(
+        self, idle_seconds: float, *, dry_run: bool = False
+    ) -> list[PurgedConversation]:
+        def _purge() -> list[PurgedConversation]:
+            db = self._db
+            cutoff = time.time() - idle_seconds
+            with self._transaction():
+                found = [
+                    PurgedConversation(*row)
+                    for row in db.execute(
+                        "SELECT c.id, c.team, c.channel, c.kind, c.root_ts,"
+                        " MAX(COALESCE(c.created_at, 0), COALESCE(MAX(m.created_at), 0)),"
+                        " COUNT(m.id),"
+                        " (SELECT COUNT(*) FROM images i JOIN messages im ON im.id = i.message_id"
+                        "   WHERE im.conversation_id = c.id)"
+                        " + (SELECT COUNT(*) FROM documents d JOIN messages dm"
+                        "   ON dm.id = d.message_id WHERE dm.conversation_id = c.id)"
+                        " FROM conversations c LEFT JOIN messages m ON m.conversation_id = c.id"
+                        " GROUP BY c.id HAVING MAX(COALESCE(c.created_at, 0),"
+                        " COALESCE(MAX(m.created_at), 0)) <= ? ORDER BY c.id",
+                        [cutoff],
+                    ).fetchall()
+                ]
+                if dry_run:
+                    return found
+                for conversation in found:
+                    ids = [
+                        row[0]
+                        for row in db.execute(
+                            "SELECT id FROM messages WHERE conversation_id=?", [conversation.id]
+                        )
+                    ]
+                    self._delete_messages(ids)
+                    for table in ("pending", "dm_sessions"):
+                        db.execute(
+                            f"DELETE FROM {table} WHERE conversation_id=?", [conversation.id]
+                        )
+                    db.execute(
+                        "UPDATE usage SET conversation_id=NULL WHERE conversation_id=?",
+                        [conversation.id],
+                    )
+                    db.execute("DELETE FROM conversations WHERE id=?", [conversation.id])
+            return found
+
+        return await self._run(_purge)
 
 
 def _connect(path: str, busy_timeout: float) -> sqlite_utils.Database:

@@ -43,8 +43,8 @@ def stop_block(answers_ts: str) -> dict[str, Any]:
     }
 
 
-#: Who else may stop someone's reply: `(team, user) -> bool`. No admin setting exists yet, so
-#: the default lets the asker alone; the admin settings fill this in.
+#: Who else may stop someone's reply: `(workspace, user) -> bool`. The default lets the asker
+#: alone; `Conversations` fills it with `SLACKBOT_ADMINS` (`Settings.is_admin`).
 IsAdmin = Callable[[str, str], bool]
 
 

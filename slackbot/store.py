@@ -141,8 +141,51 @@ class PendingMessage:
     received_at: float
 
 
+@dataclass(frozen=True)
+class UsageTotal:
+    """Usage summed over some replies of one model: what quotas and `/claude usage` price."""
+
+    model: str | None
+    line: str | None
+    replies: int = 0
+    input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    output_tokens: int = 0
+    web_search_requests: int = 0
+
+    @property
+    def tokens(self) -> int:
+        """What a per-person token limit counts: input (cache reads and writes included) plus
+        output."""
+        return (
+            self.input_tokens
+            + self.cache_creation_input_tokens
+            + self.cache_read_input_tokens
+            + self.output_tokens
+        )
+
+
+@dataclass(frozen=True)
+class PurgedConversation:
+    """A conversation retention removed (or, in a dry run, would remove)."""
+
+    id: int
+    team: str
+    channel: str
+    kind: str
+    root_ts: str
+    last_active: float
+    messages: int
+    files: int
+
+
 class Store(Protocol):
     """The conversation store. Every method is one round trip and all-or-nothing."""
+
+    #: Whether several instances may share it (PostgreSQL): then each live instance keeps
+    #: looking for the work of one that went silent, not only at start.
+    shared: bool
 
     async def close(self) -> None: ...
 
@@ -260,3 +303,44 @@ class Store(Protocol):
         ...
 
     async def unfinished_replies(self) -> list[UnfinishedReply]: ...
+
+    async def adopt_workspace(self, workspace: str) -> int:
+        """At start-up: key every conversation, DM session and channel prompt by the
+        installation (`Incoming.workspace`), merging threads stored under several teams."""
+        ...
+
+    async def usage_totals(
+        self, since: float, *, team: str | None = None, user_id: str | None = None
+    ) -> list[UsageTotal]:
+        """Usage recorded since `since` (a Unix time), per model, for one workspace and/or one
+        person."""
+        ...
+
+    async def channel_prompt(self, team: str, channel: str) -> str | None:
+        """The channel's extra instructions (`/claude prompt set`), None if it has none."""
+        ...
+
+    async def set_channel_prompt(
+        self, team: str, channel: str, text: str | None, *, user_id: str
+    ) -> str | None:
+        """Set (None: clear) the channel's instructions and audit the change (who, when, old,
+        new) in the same transaction; returns the old text."""
+        ...
+
+    async def erase_user_turn(self, channel: str, ts: str) -> int:
+        """A person deleted their message: erase its turn, its files and the bot's reply to it
+        (and a pending answer); returns how many turns were removed."""
+        ...
+
+    async def edit_user_turn(self, channel: str, ts: str, text: str) -> bool:
+        """A person edited their message: the stored turn takes the new text (False: not
+        stored)."""
+        ...
+
+    async def purge_idle(
+        self, idle_seconds: float, *, dry_run: bool = False
+    ) -> list[PurgedConversation]:
+        """Delete conversations with nothing stored for `idle_seconds`, with their turns, files,
+        replies and pending answers (usage rows stay: they hold no text); with `dry_run`, only
+        say which."""
+        ...

@@ -23,11 +23,13 @@ class TaskKeeper:
         return task
 
     async def drain(self, timeout: float) -> int:
-        """Wait for the tasks in flight, up to `timeout`; returns how many are still running."""
-        running = list(self._running)
-        if running:
-            await asyncio.wait(running, timeout=timeout)
-        return sum(1 for task in running if not task.done())
+        """Wait for the tasks in flight, and for any started meanwhile (a draining HTTP
+        listener still takes events), up to `timeout`; returns how many are still running."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._running and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(list(self._running), timeout=left)
+        return len(self._running)
 
     def __len__(self) -> int:
         return len(self._running)

@@ -53,26 +53,18 @@ async def read_message(
     attachments: Attachments,
     bot_user_id: str | None,
 ) -> UserTurn:
-    raw = message.get("text") or ""
     user_id = message.get("user")
-    shared = shared_messages(message)
-    markup = [raw, *(s.markup for s in shared)]
-    mentioned = [
-        u for text in markup for u in slack_text.mentioned_user_ids(text) if u != bot_user_id
-    ]
-    names = await people.names(list(dict.fromkeys([*mentioned, *([user_id] if user_id else [])])))
+    if user_id:
+        people.learn_profile(user_id, message.get("user_profile"))
+    text, names = await _text(message, people=people, bot_user_id=bot_user_id, speaker=user_id)
     contents = FileContents()
     if message.get("files"):
         contents = await attachments.read_all(message["files"])
-    text = slack_text.to_plain_text(raw, names=names, bot_user_id=bot_user_id)
-    quoted = [
-        render(s, slack_text.to_plain_text(s.markup, names=names, bot_user_id=None)) for s in shared
-    ]
     return UserTurn(
         ts=str(message["ts"]),
         user_id=user_id,
         user_name=names.get(user_id, user_id) if user_id else "Someone",
-        text="\n\n".join(part for part in [text.strip(), *quoted] if part) if quoted else text,
+        text=text,
         images=tuple(StoredImage(i.media_type, i.data, i.name) for i in contents.images),
         notes=tuple(contents.notes),
         documents=tuple(
@@ -80,6 +72,32 @@ async def read_message(
             for d in contents.documents
         ),
     )
+
+
+async def edited_text(message: dict[str, Any], *, people: People, bot_user_id: str | None) -> str:
+    """The text the store keeps for an edited message (its files are as they were)."""
+    text, _ = await _text(message, people=people, bot_user_id=bot_user_id, speaker=None)
+    return text
+
+
+async def _text(
+    message: dict[str, Any], *, people: People, bot_user_id: str | None, speaker: str | None
+) -> tuple[str, dict[str, str]]:
+    """The message's plain text, shared messages included, and the names it needed."""
+    raw = message.get("text") or ""
+    shared = shared_messages(message)
+    markup = [raw, *(s.markup for s in shared)]
+    mentioned = [
+        u for text in markup for u in slack_text.mentioned_user_ids(text) if u != bot_user_id
+    ]
+    names = await people.names(list(dict.fromkeys([*mentioned, *([speaker] if speaker else [])])))
+    text = slack_text.to_plain_text(raw, names=names, bot_user_id=bot_user_id)
+    quoted = [
+        render(s, slack_text.to_plain_text(s.markup, names=names, bot_user_id=None)) for s in shared
+    ]
+    if quoted:
+        text = "\n\n".join(part for part in [text.strip(), *quoted] if part)
+    return text, names
 
 
 async def store_user_turn(store: Store, conversation_id: int, turn: UserTurn) -> bool:

@@ -183,3 +183,52 @@ def test_claude_and_tool_settings() -> None:
 def test_bad_claude_and_tool_settings_name_the_variable(extra: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         load_settings({**BASE, **extra})
+
+
+def test_admin_settings() -> None:
+    s = load_settings(
+        {
+            **BASE,
+            "SLACKBOT_ALLOWED_CHANNELS": "C1, C2",
+            "SLACKBOT_ALLOWED_USERS": "U1,U2",
+            "SLACKBOT_DENIED_USERS": "U3",
+            "SLACKBOT_ALLOW_EXTERNAL": "1",
+            "SLACKBOT_ALLOW_GUESTS": "0",
+            "SLACKBOT_ADMIN_CONTACT": "#it-help or @sam",
+            "SLACKBOT_ADMINS": "UADMIN",
+            "SLACKBOT_USER_DAILY_TOKENS": "200000",
+            "SLACKBOT_WORKSPACE_DAILY_USD": "25.5",
+            "SLACKBOT_RETENTION_DAYS": "30",
+        }
+    )
+    assert s.allowed_channels == ("C1", "C2") and s.allowed_users == ("U1", "U2")
+    assert s.denied_users == ("U3",) and s.allow_external and not s.allow_guests
+    assert s.admin_contact == "#it-help or @sam"
+    assert s.is_admin("UADMIN") and not s.is_admin("U1") and not s.is_admin(None)
+    assert s.user_daily_tokens == 200_000 and s.workspace_daily_usd == 25.5
+    assert s.retention_days == 30
+
+
+def test_admin_settings_default_to_open_and_unlimited() -> None:
+    s = load_settings(BASE)
+    assert s.allowed_channels == s.allowed_users == s.denied_users == s.admins == ()
+    assert not s.allow_external and not s.allow_guests and s.admin_contact is None
+    assert s.user_daily_tokens is None and s.workspace_daily_usd is None
+    assert s.retention_days is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SLACKBOT_ALLOWED_USERS", "U1;U2"),
+        ("SLACKBOT_ALLOW_EXTERNAL", "maybe"),
+        ("SLACKBOT_USER_DAILY_TOKENS", "0"),
+        ("SLACKBOT_USER_DAILY_TOKENS", "lots"),
+        ("SLACKBOT_WORKSPACE_DAILY_USD", "-1"),
+        ("SLACKBOT_RETENTION_DAYS", "0"),
+    ],
+)
+def test_bad_admin_settings_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings({**BASE, name: value})
+    assert name in str(raised.value) and "\n" not in str(raised.value)

@@ -121,7 +121,9 @@ async def test_a_click_is_acknowledged_at_once_and_stored_once(harness: Harness)
     await harness.click_feedback(CHANNEL, ts, user="U2", good=True)
     status, _ = await harness.click_feedback(CHANNEL, ts, user="U2", good=False)
     assert status == 200
-    await harness.slack.wait_for(lambda: votes(harness.bot.store.path)[0]["vote"] == "bad")
+    await harness.slack.wait_for(
+        lambda: [r["vote"] for r in votes(harness.bot.store.path)] == ["bad"]
+    )
     [row] = votes(harness.bot.store.path)
     [reply_id] = reply_ids(harness.bot.store.path)
     assert row["team"] == "T1" and row["channel"] == CHANNEL and row["message_ts"] == ts
@@ -147,14 +149,16 @@ async def test_thumbs_down_opens_a_modal_whose_answer_is_kept(harness: Harness) 
     status, body = await harness.submit_view(view_id, reason_values("It missed the point."))
     assert status == 200 and body == b""  # an empty answer closes the modal
     await harness.slack.wait_for(
-        lambda: votes(harness.bot.store.path)[0]["reason"] == "It missed the point."
+        lambda: [r["reason"] for r in votes(harness.bot.store.path)] == ["It missed the point."]
     )
     [row] = votes(harness.bot.store.path)
     assert row["vote"] == "bad" and row["message_ts"] == ts and row["user_id"] == "U1"
 
     # switching to 👍 drops the reason; no modal for a 👍
     await harness.click_feedback(CHANNEL, ts, user="U1", good=True)
-    await harness.slack.wait_for(lambda: votes(harness.bot.store.path)[0]["vote"] == "good")
+    await harness.slack.wait_for(
+        lambda: [r["vote"] for r in votes(harness.bot.store.path)] == ["good"]
+    )
     assert votes(harness.bot.store.path)[0]["reason"] is None
     assert len(harness.slack.calls_to("views.open")) == 1
 

@@ -214,3 +214,64 @@ def test_the_bot_stops_within_15_seconds_on_an_unreachable_database(tmp_path) ->
 def test_a_database_url_that_is_not_postgresql_is_one_line() -> None:
     with pytest.raises(ConfigError, match=r"^DATABASE_URL must be a postgresql://"):
         load_settings({**BASE, "DATABASE_URL": "mysql://x@h/d"})
+
+
+OWNER = """
+import asyncio, sys
+from slackbot.postgres_store import PostgresStore
+async def main():
+    store = await PostgresStore.open(sys.argv[1], instance_timeout=1.0)
+    c = await store.claim_conversation(
+        "E1", "C1", "1700000001.000001", team="T1", thread_root="1700000001.000001",
+        idle_seconds=60, pending="{}")
+    await store.claim_conversation(
+        "E2", "C1", "1700000002.000002", team="T1", thread_root="1700000001.000001",
+        idle_seconds=60, pending='{"second": true}')
+    r = await store.begin_reply(c, answers_ts="1700000001.000001", channel="C1",
+                                first_ts="1700000001.000009")
+    await store.update_reply(r, text="partial", message_ts=["1700000001.000009"],
+                             status="streaming")
+    print("ready", flush=True)
+    await asyncio.sleep(3600)
+asyncio.run(main())
+"""
+
+
+async def test_a_silent_instances_work_is_taken_over_once_and_a_live_ones_never(
+    postgres_url: str,
+) -> None:
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", OWNER, postgres_url, stdout=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    one = await PostgresStore.open(postgres_url, instance_timeout=1.0)
+    two = await PostgresStore.open(postgres_url, instance_timeout=1.0)
+    try:
+        assert await asyncio.wait_for(proc.stdout.readline(), 20) == b"ready\n"
+        await asyncio.sleep(1.5)  # longer than the timeout: the owner is alive, beating
+        assert await one.unfinished_replies() == []
+        assert await one.pending_messages(3600) == []
+        proc.kill()  # kill -9: no sign-off
+        await proc.wait()
+        await asyncio.sleep(1.5)
+        taken = await asyncio.gather(
+            one.unfinished_replies(), two.unfinished_replies(), one.unfinished_replies()
+        )
+        assert sorted(len(t) for t in taken) == [0, 0, 1]
+        [reply] = [r for t in taken for r in t]
+        assert (reply.text, reply.message_ts) == ("partial", ("1700000001.000009",))
+        pending = await asyncio.gather(one.pending_messages(3600), two.pending_messages(3600))
+        assert sorted(len(p) for p in pending) == [0, 1]
+        [message] = [m for p in pending for m in p]
+        assert message.payload == '{"second": true}'  # the first one's reply was begun
+        # What a live instance now owns stays its own.
+        await asyncio.sleep(1.5)
+        assert await two.unfinished_replies() == [] and await one.unfinished_replies() == []
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await one.close()
+        await two.close()

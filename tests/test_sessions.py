@@ -281,7 +281,9 @@ async def test_the_stop_button_stops_a_channel_reply_for_the_asker_only(
     other, _ = await harness.click(CHANNEL, placeholder["ts"], STOP_ACTION, user="U2")
     assert other == 200
     await slack.wait_for(lambda: slack.ephemerals)
-    assert slack.ephemerals == [(CHANNEL, "U2", messages.STOP_NOT_YOURS)]
+    [(note)] = slack.ephemerals
+    assert (note["channel"], note["user"]) == (CHANNEL, "U2")
+    assert note["text"] == messages.STOP_NOT_YOURS and note["thread_ts"] == mention["ts"]
     assert harness.claude.timeline[0]["disconnected_at"] is None, "still streaming"
 
     clicked_at = asyncio.get_running_loop().time()
@@ -369,3 +371,17 @@ async def test_recovery_removes_the_stop_button_a_crash_left(
         message = slack.messages[(CHANNEL, posted["ts"])]
         assert not any(b["type"] == "actions" for b in message["blocks"] or [])
         assert "restarted" in slack.final_text(CHANNEL, posted["ts"])
+
+
+async def test_an_admin_may_stop_someone_elses_reply(
+    slack: FakeSlack, claude: FakeClaude, db_path: str
+) -> None:
+    claude.default = Script(text=reply_text(3000), tokens_per_second=40)
+    async with bot(slack, claude, db_path, admins=("U2",)) as h:
+        mention = await h.mention("write an essay", user="U1")
+        [placeholder] = await slack.wait_for(lambda: h.replies(CHANNEL, mention["ts"]))
+        status, _ = await h.click(CHANNEL, placeholder["ts"], STOP_ACTION, user="U2")
+        assert status == 200
+        await h.settled()
+        assert h.texts(CHANNEL, mention["ts"])[-1].endswith(messages.STOPPED)
+        assert slack.ephemerals == []

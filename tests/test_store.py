@@ -82,6 +82,22 @@ def test_schema_after_migrations() -> None:
         "pages": int,
         "text_chars": int,
     }
+    assert db["channel_prompts"].columns_dict == {
+        "team": str,
+        "channel": str,
+        "text": str,
+        "updated_by": str,
+        "updated_at": float,
+    }
+    assert db["prompt_audit"].columns_dict == {
+        "id": int,
+        "team": str,
+        "channel": str,
+        "user_id": str,
+        "at": float,
+        "old_text": str,
+        "new_text": str,
+    }
     assert migrations.pending(db) == []
 
 
