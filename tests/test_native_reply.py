@@ -316,3 +316,17 @@ async def test_many_dm_replies_at_once_stay_within_tier_2(
         assert limited == [], "no start or stop refused"
         # the others were chat.update replies: a placeholder each
         assert len(slack.calls_to("chat.postMessage")) == 25 - len(starts)
+
+
+async def test_a_native_reply_carries_the_feedback_buttons_in_its_stop(harness: Harness) -> None:
+    harness.claude.default = Script(text="Rate me.")
+    top = await harness.dm("hi")
+    await harness.settled()
+    [stop] = harness.slack.calls_to("chat.stopStream")
+    [block] = stop.params["blocks"]
+    assert block["type"] == "context_actions"
+    [reply] = harness.replies(DM, top["ts"])
+    assert harness.slack.feedback_buttons(DM, reply["ts"]) is not None
+    status, _ = await harness.click_feedback(DM, reply["ts"], good=True)
+    assert status == 200
+    await harness.slack.wait_for(lambda: harness.query("SELECT vote FROM feedback"))
