@@ -320,6 +320,7 @@ class Conversations:
         prepared: _Prepared | None = None
         try:
             await wait_turn()
+            await self.store.wait_for_earlier(conversation_id, msg.ts)  # other instances'
             prepared = await self._prepare(msg, conversation_id, reading)
         except Exception:
             log.exception("turn failed before Claude answered")
