@@ -22,6 +22,7 @@ BOT_SCOPES: tuple[str, ...] = (
     "im:read",
     "files:write",
     "assistant:write",
+    "commands",
 )
 
 
