@@ -117,3 +117,35 @@ async def test_a_draining_instance_answers_503_on_healthz_and_still_answers(
         assert await asyncio.wait_for(proc.wait(), 30) == 0
         assert thread_texts(slack, root["ts"]) == ["Slow but whole."]
         assert thread_texts(slack, late["ts"]) == ["Slow but whole."]
+
+
+async def test_a_database_that_drops_mid_reply_loses_no_answer_and_new_mentions_hear_why(
+    slack: FakeSlack, claude: FakeClaude, db_path: str
+) -> None:
+    from fakes.harness import start_harness
+    from fakes.postgres_server import running_postgres
+
+    claude.default = Script(text="An answer that arrives anyway.", ttft=1.0)
+    with running_postgres() as server:
+        url = server.create_database()
+        harness, runner = await start_harness(slack, claude, db_path, database_url=url)
+        try:
+            root = await harness.mention("first")
+            await slack.wait_for(lambda: claude.in_flight == 1, 10)
+            server.kill()  # the database goes away while Claude is answering
+            await slack.wait_for(
+                lambda: thread_texts(slack, root["ts"]) == ["An answer that arrives anyway."], 15
+            )
+            other = await harness.mention("second, while the database is down")
+            await slack.wait_for(lambda: thread_texts(slack, other["ts"]) != [], 20)
+            [note] = thread_texts(slack, other["ts"])
+            assert note == messages.STORE_FAILED
+            server.restart()  # and comes back: the bot reconnects by itself
+            await slack.wait_for(lambda: claude.in_flight == 0, 10)
+            claude.default = Script(text="Back.")
+            third = await harness.mention("third")
+            await slack.wait_for(lambda: thread_texts(slack, third["ts"]) == ["Back."], 30)
+        finally:
+            await runner.cleanup()
+            await harness.close()
+            await harness.bot.close()
