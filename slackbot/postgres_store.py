@@ -195,6 +195,14 @@ class PostgresStore:
                 log.warning("could not sign off instance %s: %s", self.instance, _reason(exc))
         await self._pool.close()
 
+    async def live_instances(self) -> int:
+        """Instances heard from within the timeout (this one included)."""
+        row = await self._fetch_one(
+            "SELECT count(*) FROM instances WHERE heartbeat_at >= %s",
+            [time.time() - self.instance_timeout],
+        )
+        return max(1, int(row[0])) if row else 1
+
     async def migrated_now(self) -> list[str]:
         """The steps this start applied (for `slackbot check`)."""
         return list(self._migrated)

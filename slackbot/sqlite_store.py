@@ -211,6 +211,9 @@ class SqliteStore:
 
         return await self._run(_claim_and_find)
 
+    async def live_instances(self) -> int:
+        return 1
+
     async def wait_for_earlier(self, conversation_id: int, ts: str) -> None:
         """One process per file: its `Sequencer` already orders a conversation's mentions."""
 

@@ -149,3 +149,30 @@ async def test_a_database_that_drops_mid_reply_loses_no_answer_and_new_mentions_
             await runner.cleanup()
             await harness.close()
             await harness.bot.close()
+
+
+async def test_replies_split_across_instances_stay_within_one_workspace_budget(
+    slack: FakeSlack, claude: FakeClaude, db_path: str, postgres_url: str
+) -> None:
+    # Slack's limit, scaled down to a 6-second window so the test is short: 36 edits in any 6
+    # seconds. The workspace budget is 4 a second (240/min, burst 4): split between the two
+    # instances, at most 24 + bursts and finals' debt (8) = 32 edits in a window; unsplit,
+    # each would take the whole budget and together up to 64.
+    slack.minute_seconds = 6.0
+    slack.chat_update_per_minute = 36
+    claude.default = Script(text=reply_text(1200), tokens_per_second=60)
+    settings = {"SLACKBOT_EDIT_BUDGET": "240/4", "SLACKBOT_INSTANCE_TIMEOUT": "1.5"}
+    async with instances(slack, claude, db_path, postgres_url, 2, **settings) as [(_, a), (_, b)]:
+        await asyncio.sleep(1.5)  # each has seen the other's heartbeat and split the budget
+        roots = []
+        for n in range(10):  # arriving over 6 s, as people do, not all in one instant
+            for port in (a, b):
+                roots.append((await mention_over_http(slack, port, f"question {n}"))[0])
+                await asyncio.sleep(0.3)
+        await slack.wait_for(
+            lambda: all(thread_texts(slack, root["ts"]) == [reply_text(1200)] for root in roots),
+            60,
+        )
+    refused = [c for c in slack.calls_to("chat.update") if c.error == "ratelimited"]
+    assert refused == []
+    assert len(slack.calls_to("chat.update")) >= 20  # every reply's final edit, at least
