@@ -18,6 +18,7 @@ from slackbot.events import Incoming
 from slackbot.server import create_bot, prepare
 from slackbot.sqlite_store import SqliteStore
 from slackbot.store import StoredDocument, StoredImage, UsageRecord
+from tests.databases import execute_at, open_at, rows_at
 
 DAY = 86400
 
@@ -34,7 +35,7 @@ def ts(n: int) -> str:
 async def seed(path: str) -> None:
     """Two conversations: an old one (a thread with an image, a document and a reply, and a
     pending message) and a recent one (a DM)."""
-    store = await SqliteStore.open(path)
+    store = await open_at(path)
     old = await store.thread_conversation("T1", "C1", ts(1))
     await store.add_user_turn(
         old,
@@ -62,21 +63,14 @@ async def seed(path: str) -> None:
     new = await store.dm_conversation("T1", "D1", ts(4), idle_seconds=3600)
     await store.add_user_turn(new, ts=ts(4), user_id="U1", user_name="Alice", text="recent")
     await store.close()
-    conn = sqlite3.connect(path)
     long_ago = time.time() - 40 * DAY
-    conn.execute("UPDATE conversations SET created_at=? WHERE id=?", [long_ago, old])
-    conn.execute("UPDATE messages SET created_at=? WHERE conversation_id=?", [long_ago, old])
-    conn.execute("UPDATE pending SET received_at=?", [long_ago])
-    conn.commit()
-    conn.close()
+    execute_at(path, "UPDATE conversations SET created_at=? WHERE id=?", [long_ago, old])
+    execute_at(path, "UPDATE messages SET created_at=? WHERE conversation_id=?", [long_ago, old])
+    execute_at(path, "UPDATE pending SET received_at=?", [long_ago])
 
 
 def table(path: str, sql: str) -> list[tuple]:
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
+    return [tuple(row.values()) for row in rows_at(path, sql)]
 
 
 def texts(path: str) -> list[str]:
@@ -96,9 +90,8 @@ def assert_old_one_gone(path: str) -> None:
     ]
 
 
-async def test_purge_dry_run_then_for_real(
-    db_path: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_purge_dry_run_then_for_real(source: str, capsys: pytest.CaptureFixture[str]) -> None:
+    db_path = source  # a SQLite file, then a PostgreSQL URL
     await seed(db_path)
     assert await purge("--older-than", "30d", "--dry-run", "--db", db_path) == 0
     printed = capsys.readouterr().out
