@@ -232,41 +232,57 @@ class Harness:
             time.sleep(0.02)
         raise RuntimeError(f"fakes did not start: {(self.workdir / 'fakes.err').read_text()}")
 
-    def spawn_bot(self) -> None:
+    def spawn_bot(self, **settings: str) -> tuple[subprocess.Popen[bytes], str]:
+        """Start a bot (the first becomes `self.bot`); `settings`: more environment (another
+        database, `DATABASE_URL`). Returns the process and its URL."""
         port = free_port()
-        env = self.clean_env() | {
-            "SLACK_BOT_TOKEN": self.info["bot_token"],
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "SLACK_API_URL": self.info["slack_api_url"],
-            "ANTHROPIC_API_KEY": "sk-ant-bench",
-            "ANTHROPIC_BASE_URL": self.info["claude_url"],
-            "SLACKBOT_DB": str(self.workdir / "bot.db"),
-            "PORT": str(port),
-        }
+        env = (
+            self.clean_env()
+            | {
+                "SLACK_BOT_TOKEN": self.info["bot_token"],
+                "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+                "SLACK_API_URL": self.info["slack_api_url"],
+                "ANTHROPIC_API_KEY": "sk-ant-bench",
+                "ANTHROPIC_BASE_URL": self.info["claude_url"],
+                "SLACKBOT_DB": str(self.workdir / "bot.db"),
+                "PORT": str(port),
+            }
+            | settings
+        )
         self._started = time.monotonic()
-        with (self.workdir / "bot.log").open("wb") as log:
+        name = "bot.log" if self.bot is None else f"bot-{port}.log"
+        with (self.workdir / name).open("wb") as log:
             # Its own working directory, so that no developer's .env is picked up.
             # BENCH_BOT_CMD runs something else instead (an experiment, while profiling).
             command = os.environ.get("BENCH_BOT_CMD", f"{sys.executable} -m slackbot").split()
-            self.bot = subprocess.Popen(
+            bot = subprocess.Popen(
                 command,
                 cwd=self.workdir,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        self.procs.append(self.bot)
-        self.bot_url = f"http://127.0.0.1:{port}"
+        self.procs.append(bot)
+        url = f"http://127.0.0.1:{port}"
+        if self.bot is None:
+            self.bot, self.bot_url = bot, url
+        return bot, url
 
-    async def wait_healthy(self, session: aiohttp.ClientSession) -> None:
-        assert self.bot is not None
+    async def wait_healthy(
+        self,
+        session: aiohttp.ClientSession,
+        bot: subprocess.Popen[bytes] | None = None,
+        url: str | None = None,
+    ) -> None:
+        bot, url = bot or self.bot, url or self.bot_url
+        assert bot is not None
         started = self._started
         deadline = started + 60
         while time.monotonic() < deadline:
-            if self.bot.poll() is not None:
+            if bot.poll() is not None:
                 break
             with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(self.bot_url + "/healthz") as response:
+                async with session.get(url + "/healthz") as response:
                     if response.status == 200:
                         self.startup_seconds = time.monotonic() - started
                         return
@@ -342,10 +358,12 @@ class Load:
             out.append((sent, body, headers))
         return out
 
-    async def send(self, sent: Sent, body: bytes, headers: dict[str, str]) -> Sent:
+    async def send(
+        self, sent: Sent, body: bytes, headers: dict[str, str], url: str | None = None
+    ) -> Sent:
         sent.sent_at = time.monotonic()
         async with self.session.post(
-            self.h.bot_url + "/slack/events", data=body, headers=headers
+            (url or self.h.bot_url) + "/slack/events", data=body, headers=headers
         ) as response:
             await response.read()
             sent.status = response.status
@@ -1015,14 +1033,186 @@ async def main_async(sizes: Sizes) -> int:
     return 0
 
 
+@dataclass
+class Spread:
+    """One run of the instances scenario: N mentions over some bots on one database."""
+
+    label: str
+    wall_ratio: float
+    complete: int
+    duplicates: int
+    updates: int
+    peak_rss_mb: list[float]
+
+
+async def run_spread(
+    h: Harness,
+    session: aiohttp.ClientSession,
+    label: str,
+    bots: int,
+    settings: dict[str, str],
+    count: int,
+    stream: float,
+) -> Spread:
+    """`count` mentions at once, spread round robin over `bots` fresh instances on one
+    database; a tenth of them redelivered (Slack's retry) to the next instance."""
+    started = [h.spawn_bot(**settings) for _ in range(bots)]
+    for proc, url in started:
+        await h.wait_healthy(session, proc, url)
+    try:
+        load = Load(h, session)
+        text = reply_text(chars_for(stream))
+        marker = f"spread{label.replace(' ', '').lower()}"
+        await load.script(marker, chars=len(text))
+        prepared = load.prepare(marker, count, team="TSPREAD", marker=marker)
+        slack_before = await load.slack_stats()
+        updates_before = slack_before["calls"].get("chat.update", 0)
+        await asyncio.sleep(max(1.0, float(settings.get("SLACKBOT_INSTANCE_TIMEOUT", "3")) / 2))
+        for proc, _ in started:
+            reset_peak_rss(proc.pid)
+        urls = [url for _, url in started]
+        t0 = time.monotonic()
+        sends = [load.send(sent, b, hd, urls[i % bots]) for i, (sent, b, hd) in enumerate(prepared)]
+        retries = []
+        for i, (sent, body, _) in enumerate(prepared[::10]):
+            payload = json.loads(body)
+            rbody, rheaders = signed_event_request(
+                SIGNING_SECRET, payload, retry_num=1, retry_reason="http_timeout"
+            )
+            retries.append(
+                load.send(dataclasses.replace(sent), rbody, rheaders, urls[(i + 1) % bots])
+            )
+        await asyncio.gather(*sends, *retries)
+        await asyncio.sleep(TTFT + stream)
+        replies = await load.wait_complete([s for s, _, _ in prepared], text, 120, poll=0.25)
+        peaks = [rss_kib(proc.pid, "VmHWM") / 1024 for proc, _ in started]
+        done = [r for r in replies if r.complete and r.final_at]
+        wall = max((r.final_at or 0) for r in done) - t0 if done else float("nan")
+        slack = await load.slack_stats()
+        updates = slack["calls"].get("chat.update", 0) - updates_before
+        return Spread(
+            label,
+            wall / (TTFT + stream),
+            len(done),
+            sum(max(0, len(r.messages) - 1) for r in replies),
+            updates,
+            peaks,
+        )
+    finally:
+        for proc, _ in started:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc, _ in started:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+async def main_instances(instances: int, sizes: Sizes) -> int:
+    """`--instances N`: the burst spread over N instances on PostgreSQL, then the same on one
+    instance on PostgreSQL and on one on SQLite, in the same run, so the cost of the shared
+    database reads as a ratio."""
+    from fakes.postgres_server import running_postgres
+
+    started = time.monotonic()
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="slackbot-bench-") as tmp, running_postgres() as pg:
+        h = Harness(Path(tmp))
+        try:
+            h.start_fakes()
+            connector = aiohttp.TCPConnector(limit=0)
+            async with aiohttp.ClientSession(connector=connector) as session:
+                count, stream = sizes.burst, sizes.burst_stream
+                runs = [
+                    await run_spread(
+                        h,
+                        session,
+                        f"{instances} instances, PostgreSQL",
+                        instances,
+                        {"DATABASE_URL": pg.create_database(), "SLACKBOT_INSTANCE_TIMEOUT": "3"},
+                        count,
+                        stream,
+                    ),
+                    await run_spread(
+                        h,
+                        session,
+                        "1 instance, PostgreSQL",
+                        1,
+                        {"DATABASE_URL": pg.create_database()},
+                        count,
+                        stream,
+                    ),
+                    await run_spread(
+                        h,
+                        session,
+                        "1 instance, SQLite",
+                        1,
+                        {"SLACKBOT_DB": str(Path(tmp) / "spread.db")},
+                        count,
+                        stream,
+                    ),
+                ]
+        finally:
+            h.stop()
+    sqlite = runs[-1].wall_ratio
+    for run in runs:
+        rows.append(
+            Row(
+                f"{count} at once over {run.label}: wall / model time",
+                f"{run.wall_ratio:.3f}  ({run.wall_ratio / sqlite:.2f}× SQLite's;"
+                f" {run.complete}/{count} complete)",
+                "report; all complete",
+                run.complete == count,
+            )
+        )
+        rows.append(
+            Row(
+                f"  duplicates ({len(prepared_retried(count))} redelivered to another instance)",
+                str(run.duplicates),
+                "0",
+                run.duplicates == 0,
+            )
+        )
+        rows.append(
+            Row(
+                "  chat.update calls (one workspace)",
+                f"{run.updates}  ({run.updates / count:.2f} per reply)",
+                "report",
+            )
+        )
+        rows.append(
+            Row(
+                "  peak RSS per instance",
+                ", ".join(f"{mb:.0f} MB" for mb in run.peak_rss_mb),
+                "report",
+            )
+        )
+    print_table(rows, {}, sizes, time.monotonic() - started)
+    return 0
+
+
+def prepared_retried(count: int) -> range:
+    """Which of a spread's mentions are redelivered: every tenth."""
+    return range(0, count, 10)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for the smoke test")
     parser.add_argument(
         "--no-slow", action="store_true", help="skip the 60 s stream and the Tier-3 run"
     )
+    parser.add_argument(
+        "--instances",
+        type=int,
+        metavar="N",
+        help="instead: the burst spread over N instances on one PostgreSQL database",
+    )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
+    if args.instances:
+        return asyncio.run(main_instances(args.instances, sizes))
     if args.no_slow:
         sizes = dataclasses.replace(sizes, long_stream=min(sizes.long_stream, 3.0), tier3=0)
     return asyncio.run(main_async(sizes))

@@ -424,6 +424,7 @@ class Conversations:
         prepared: _Prepared | None = None
         try:
             await wait_turn()
+            await self.store.wait_for_earlier(conversation_id, msg.ts)  # other instances'
             # The thread's status says "working" from the moment this turn's turn comes (the
             # previous reply's end set it back to active).
             begun.append(asyncio.ensure_future(self._status_begin(msg)))

@@ -103,6 +103,17 @@ class EditBudget:
             self._limited = False
         self._updated = now
 
+    def share(self, per_minute: float, burst: float) -> None:
+        """Change this instance's part of the workspace's budget (several instances on one
+        database split it): the rate, a cut rate in proportion, and the burst."""
+        self._refill()
+        fraction = self._rate / self._full_rate if self._full_rate else 1.0
+        self._full_rate = per_minute / 60.0
+        self._rate = self._full_rate * fraction
+        self._capacity = max(float(burst), 1.0)
+        self._tokens = min(self._tokens, self._capacity)
+        self._dispatch()
+
     def hold(self, seconds: float, *, sent_at: float | None = None) -> None:
         """Slack refused an edit sent at `sent_at` (this budget's clock) with `ratelimited`:
         send nothing for `seconds`, then queue finals too, at a lower rate.
@@ -208,14 +219,32 @@ class EditBudgets:
         self._burst = burst
         self._on_wait = on_wait
         self._budgets: dict[str, EditBudget] = {}
+        self._instances = 1
 
     def for_team(self, team: str) -> EditBudget:
         budget = self._budgets.get(team)
         if budget is None:
             budget = self._budgets[team] = EditBudget(
-                self._per_minute, self._burst, on_wait=self._on_wait
+                self._per_minute / self._instances,
+                self._part_of_burst(),
+                on_wait=self._on_wait,
             )
         return budget
+
+    def split_among(self, instances: int) -> None:
+        """Slack's limits are per workspace, whichever process calls: `instances` live
+        instances on one database (PostgreSQL) each take an equal part of every workspace's
+        budget, so together they stay within it. The count comes from the instances'
+        heartbeats in the database, re-read every few seconds."""
+        instances = max(1, instances)
+        if instances == self._instances:
+            return
+        self._instances = instances
+        for budget in self._budgets.values():
+            budget.share(self._per_minute / instances, self._part_of_burst())
+
+    def _part_of_burst(self) -> int:
+        return max(1, self._burst // self._instances)
 
     @property
     def open_replies(self) -> int:

@@ -57,6 +57,9 @@ EVENT_RETENTION_SECONDS = 7 * 24 * 3600
 INSTANCE_TIMEOUT = 30.0
 #: Heartbeats per timeout: a few may fail (a slow database) before a live one looks dead.
 HEARTBEATS_PER_TIMEOUT = 6
+#: How often, and how long at most, a mention waits for an earlier one another instance answers.
+ORDER_POLL_SECONDS = 0.1
+ORDER_WAIT_SECONDS = 900.0
 #: The advisory lock that serialises migrations when several instances start at once.
 MIGRATION_LOCK = 0x51AC_B07
 
@@ -192,6 +195,14 @@ class PostgresStore:
                 log.warning("could not sign off instance %s: %s", self.instance, _reason(exc))
         await self._pool.close()
 
+    async def live_instances(self) -> int:
+        """Instances heard from within the timeout (this one included)."""
+        row = await self._fetch_one(
+            "SELECT count(*) FROM instances WHERE heartbeat_at >= %s",
+            [time.time() - self.instance_timeout],
+        )
+        return max(1, int(row[0])) if row else 1
+
     async def migrated_now(self) -> list[str]:
         """The steps this start applied (for `slackbot check`)."""
         return list(self._migrated)
@@ -272,6 +283,27 @@ class PostgresStore:
                     [channel, ts, conversation_id, pending, time.time(), self.instance],
                 )
             return conversation_id
+
+    async def wait_for_earlier(self, conversation_id: int, ts: str) -> None:
+        """Wait while another live instance still answers an earlier message of this
+        conversation (claimed, or its reply streaming): mentions in one thread are answered one
+        after the other whichever instances they reach, each seeing the thread as it stood.
+        This instance's own earlier ones are ordered in memory (`Sequencer`); a dead one's
+        are taken over and closed within the instance timeout. At most `ORDER_WAIT_SECONDS`."""
+        deadline = time.monotonic() + ORDER_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            live = time.time() - self.instance_timeout
+            row = await self._fetch_one(
+                "SELECT EXISTS (SELECT 1 FROM pending WHERE conversation_id=%s AND ts<%s"
+                f" AND owner<>%s AND {_OWNER_LIVE}) OR EXISTS (SELECT 1 FROM messages"
+                " WHERE conversation_id=%s AND role='assistant' AND status='streaming'"
+                f" AND sort_ts<%s AND owner<>%s AND {_OWNER_LIVE})",
+                [conversation_id, ts, self.instance, live] * 2,
+            )
+            if not row or not row[0]:
+                return
+            await asyncio.sleep(ORDER_POLL_SECONDS)
+        log.warning("conversation %s: gave up waiting for an earlier reply", conversation_id)
 
     async def thread_conversation(self, team: str, channel: str, root_ts: str) -> int:
         async with self._pool.connection() as conn:
@@ -705,6 +737,8 @@ class PostgresStore:
             return found
 
 
+#: A row's owner is alive: heard from since the cutoff (`%s`).
+_OWNER_LIVE = "owner IN (SELECT id FROM instances WHERE heartbeat_at >= %s)"
 #: A row's owner is gone: never recorded, or not heard from since the cutoff (`%s`).
 _OWNER_GONE = "(owner IS NULL OR owner NOT IN (SELECT id FROM instances WHERE heartbeat_at >= %s))"
 

@@ -61,6 +61,8 @@ class Bot:
     conversations: Conversations
     app: AsyncApp
     metrics: Metrics
+    #: Slack's per-workspace budgets for this process (split among the live instances).
+    budgets: EditBudgets
     #: SIGTERM came: `/healthz` says 503 so the load balancer moves on; events still answered.
     draining: bool = False
 
@@ -167,7 +169,7 @@ async def create_bot(
     )
     desk = FeedbackDesk(slack, store, conversations.tasks)
     app = build_app(settings, client=slack, conversations=conversations, desk=desk, home=home)
-    return Bot(settings, store, session, slack, anthropic, conversations, app, metrics)
+    return Bot(settings, store, session, slack, anthropic, conversations, app, metrics, budgets)
 
 
 #: The largest request body accepted (aiohttp's default, made explicit); above it aiohttp
@@ -348,11 +350,19 @@ async def serve(settings: Settings) -> None:
 
 
 async def watch_instances(bot: Bot) -> None:
-    """Many instances on one database: what one that went silent left (replies mid-stream,
-    messages acknowledged but not begun) is closed or answered by a live one, within about
-    `SLACKBOT_INSTANCE_TIMEOUT` of its last heartbeat. Not while draining: this one is leaving."""
+    """Many instances on one database: each takes an equal part of Slack's per-workspace
+    budgets, and what one that went silent left (replies mid-stream, messages acknowledged but
+    not begun) is closed or answered by a live one, within about `SLACKBOT_INSTANCE_TIMEOUT`
+    of its last heartbeat. Not while draining: this one is leaving."""
     every = max(0.5, bot.settings.instance_timeout / 3)
     while not bot.draining:
+        try:
+            instances = await bot.store.live_instances()
+            bot.budgets.split_among(instances)
+            if isinstance(bot.conversations.replies, ChosenReplies):
+                bot.conversations.replies.streams.split_among(instances)
+        except Exception as exc:  # the database is away: keep the last split
+            log.warning("could not count the live instances: %r", exc)
         await asyncio.sleep(every)
         if bot.draining:
             return

@@ -211,6 +211,12 @@ class SqliteStore:
 
         return await self._run(_claim_and_find)
 
+    async def live_instances(self) -> int:
+        return 1
+
+    async def wait_for_earlier(self, conversation_id: int, ts: str) -> None:
+        """One process per file: its `Sequencer` already orders a conversation's mentions."""
+
     async def thread_conversation(self, team: str, channel: str, root_ts: str) -> int:
         """The conversation of a Slack thread, created on first use."""
         return await self._run(self._get_or_create, team, channel, "thread", root_ts)

@@ -221,6 +221,15 @@ class Store(Protocol):
         """A claimed message that ended without a reply (nowhere to answer): don't retry it."""
         ...
 
+    async def live_instances(self) -> int:
+        """How many instances share the database now (1 where only one can)."""
+        ...
+
+    async def wait_for_earlier(self, conversation_id: int, ts: str) -> None:
+        """Return once no other instance is still answering an earlier message of the
+        conversation (at once where there is only one instance)."""
+        ...
+
     async def reset_dm(self, team: str, channel: str) -> None: ...
 
     async def add_user_turn(

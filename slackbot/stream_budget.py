@@ -89,12 +89,20 @@ class TeamStreams:
     """One workspace's native streaming: its Tier-2 and Tier-4 budgets and whether its Slack
     takes native streams at all."""
 
-    def __init__(self, team: str, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, team: str, *, clock: Callable[[], float] = time.monotonic, instances: int = 1
+    ) -> None:
         self.team = team
         self._clock = clock
         self.starts = StartStopBudget(clock=clock)
         self.appends = EditBudget(APPENDS_PER_MINUTE, APPEND_BURST, clock=clock)
         self._update_only_until = -math.inf
+        self.share(instances)
+
+    def share(self, instances: int) -> None:
+        """This instance's part of the workspace's limits, `instances` sharing them."""
+        self.starts.per_minute = max(2, START_STOP_PER_MINUTE // instances)
+        self.appends.share(APPENDS_PER_MINUTE / instances, max(1, APPEND_BURST // instances))
 
     @property
     def native_allowed(self) -> bool:
@@ -118,9 +126,21 @@ class StreamBudgets:
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._teams: dict[str, TeamStreams] = {}
+        self._instances = 1
 
     def for_team(self, team: str) -> TeamStreams:
         streams = self._teams.get(team)
         if streams is None:
-            streams = self._teams[team] = TeamStreams(team, clock=self._clock)
+            streams = TeamStreams(team, clock=self._clock, instances=self._instances)
+            self._teams[team] = streams
         return streams
+
+    def split_among(self, instances: int) -> None:
+        """Slack's limits are per workspace, whichever process calls: `instances` live
+        instances on one database each take an equal part (like `EditBudgets.split_among`)."""
+        instances = max(1, instances)
+        if instances == self._instances:
+            return
+        self._instances = instances
+        for streams in self._teams.values():
+            streams.share(instances)

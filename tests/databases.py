@@ -33,3 +33,14 @@ def rows_at(source: str, sql: str, params: Sequence[Any] = ()) -> list[dict[str,
     with contextlib.closing(sqlite3.connect(source)) as db:
         db.row_factory = sqlite3.Row
         return [dict(r) for r in db.execute(sql, params).fetchall()]
+
+
+def execute_at(source: str, sql: str, params: Sequence[Any] = ()) -> None:
+    """One write from outside the store (`?` placeholders), committed."""
+    if is_postgres(source):
+        with psycopg.connect(source) as conn:
+            conn.execute(to_pyformat(sql), params)
+        return
+    with contextlib.closing(sqlite3.connect(source)) as db:
+        db.execute(sql, params)
+        db.commit()

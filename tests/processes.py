@@ -48,12 +48,13 @@ async def write_lock_held(path: str) -> AsyncIterator[None]:
 
 @contextlib.asynccontextmanager
 async def bot_process(
-    slack: FakeSlack, claude: FakeClaude, db_path: str
+    slack: FakeSlack, claude: FakeClaude, db_path: str, **settings: str
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
-    """`python -m slackbot` in HTTP mode as its own process, pointed at the fakes; yields it
-    once healthy, and kills it on the way out if the test has not ended it."""
+    """`python -m slackbot` in HTTP mode as its own process, pointed at the fakes (`settings`:
+    more environment, e.g. `DATABASE_URL`); yields it once healthy, and kills it on the way
+    out if the test has not ended it."""
     port = free_port()
-    env = {**os.environ, **bot_env(slack, claude, db_path), "PORT": str(port)}
+    env = {**os.environ, **bot_env(slack, claude, db_path), "PORT": str(port), **settings}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "slackbot", env=env, stderr=asyncio.subprocess.DEVNULL
     )
@@ -67,17 +68,27 @@ async def bot_process(
 
 
 async def mention_over_http(
-    slack: FakeSlack, port: int, text: str
+    slack: FakeSlack, port: int, text: str, *, thread_ts: str | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """A person mentions the bot; Slack delivers the signed event. Returns message, payload."""
-    message = slack.add_user_message(CHANNEL, "U1", f"<@UBOT> {text}")
+    message = slack.add_user_message(CHANNEL, "U1", f"<@UBOT> {text}", thread_ts=thread_ts)
     payload = event_callback(message_event(message, type="app_mention"))
-    body, headers = signed_event_request(SIGNING_SECRET, payload)
+    await deliver_over_http(port, payload)
+    return message, payload
+
+
+async def deliver_over_http(port: int, payload: dict[str, Any], *, retry_num: int = 0) -> None:
+    """Slack delivers a signed event to the bot on `port` (again, with `retry_num`)."""
+    body, headers = signed_event_request(
+        SIGNING_SECRET,
+        payload,
+        retry_num=retry_num or None,
+        retry_reason="http_timeout" if retry_num else None,
+    )
     async with aiohttp.ClientSession() as session:
         url = f"http://127.0.0.1:{port}/slack/events"
         async with session.post(url, data=body, headers=headers) as response:
             assert response.status == 200
-    return message, payload
 
 
 def free_port() -> int:

@@ -35,3 +35,19 @@ def test_quick_benchmark_prints_its_table() -> None:
         "chat.postMessage",
     ):
         assert figure in out, f"{figure!r} missing from:\n{out}"
+
+
+def test_quick_instances_benchmark_runs_on_postgresql(postgres_server: object) -> None:
+    del postgres_server  # skipped, with the reason, where no PostgreSQL server can start
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--instances", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for figure in ("over 2 instances, PostgreSQL", "1 instance, SQLite", "duplicates"):
+        assert figure in done.stdout, done.stdout
+    assert " NO" not in done.stdout, done.stdout

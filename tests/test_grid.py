@@ -50,7 +50,10 @@ async def test_a_thread_stays_one_conversation_whichever_team_the_event_carries(
     slack: FakeSlack, claude: FakeClaude, db_path: str
 ) -> None:
     org_users(slack)
-    h, runner = await start_harness(slack, claude, db_path, user_daily_tokens=10**9)
+    # the DM part is about the running conversation of top-level DMs (conversation mode)
+    h, runner = await start_harness(
+        slack, claude, db_path, user_daily_tokens=10**9, dm_mode="conversation"
+    )
     try:
         root = slack.add_user_message(CHANNEL, "U1", "<@UBOT> remember 7")
         await deliver_from(h, root, "T1")

@@ -275,3 +275,33 @@ async def test_a_silent_instances_work_is_taken_over_once_and_a_live_ones_never(
             await proc.wait()
         await one.close()
         await two.close()
+
+
+async def test_a_mention_waits_while_another_instance_answers_an_earlier_one(
+    postgres_url: str,
+) -> None:
+    one, two = await asyncio.gather(
+        PostgresStore.open(postgres_url), PostgresStore.open(postgres_url)
+    )
+    try:
+        first = await one.claim_conversation(
+            "E1", "C1", ts(1), team="T1", thread_root=ts(1), idle_seconds=60, pending="{}"
+        )
+        second = await two.claim_conversation(
+            "E2", "C1", ts(2), team="T1", thread_root=ts(1), idle_seconds=60, pending="{}"
+        )
+        assert first == second is not None
+        waiting = asyncio.create_task(two.wait_for_earlier(second, ts(2)))
+        await asyncio.sleep(0.4)
+        assert not waiting.done()  # the earlier message is claimed by a live instance
+        reply = await one.begin_reply(first, answers_ts=ts(1), channel="C1", first_ts=ts(3))
+        await asyncio.sleep(0.4)
+        assert not waiting.done()  # its reply is streaming
+        await one.update_reply(reply, text="done", message_ts=[ts(3)], status="done")
+        await asyncio.wait_for(waiting, 2)
+        # Nothing earlier: no wait; an instance's own earlier work is its sequencer's business.
+        await asyncio.wait_for(one.wait_for_earlier(first, ts(1)), 1)
+        await asyncio.wait_for(two.wait_for_earlier(second, ts(2)), 1)
+    finally:
+        await one.close()
+        await two.close()

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
 from fakes.claude import FakeClaude, Script
-from fakes.harness import CHANNEL, DM, Harness, conversation, make_settings
+from fakes.harness import CHANNEL, DM, Harness, conversation, make_settings, start_harness
 from fakes.slack import FakeSlack
 from slackbot import retention
 from slackbot.cli import main
@@ -18,6 +19,7 @@ from slackbot.events import Incoming
 from slackbot.server import create_bot, prepare
 from slackbot.sqlite_store import SqliteStore
 from slackbot.store import StoredDocument, StoredImage, UsageRecord
+from tests.databases import execute_at, open_at, rows_at
 
 DAY = 86400
 
@@ -34,7 +36,7 @@ def ts(n: int) -> str:
 async def seed(path: str) -> None:
     """Two conversations: an old one (a thread with an image, a document and a reply, and a
     pending message) and a recent one (a DM)."""
-    store = await SqliteStore.open(path)
+    store = await open_at(path)
     old = await store.thread_conversation("T1", "C1", ts(1))
     await store.add_user_turn(
         old,
@@ -62,21 +64,14 @@ async def seed(path: str) -> None:
     new = await store.dm_conversation("T1", "D1", ts(4), idle_seconds=3600)
     await store.add_user_turn(new, ts=ts(4), user_id="U1", user_name="Alice", text="recent")
     await store.close()
-    conn = sqlite3.connect(path)
     long_ago = time.time() - 40 * DAY
-    conn.execute("UPDATE conversations SET created_at=? WHERE id=?", [long_ago, old])
-    conn.execute("UPDATE messages SET created_at=? WHERE conversation_id=?", [long_ago, old])
-    conn.execute("UPDATE pending SET received_at=?", [long_ago])
-    conn.commit()
-    conn.close()
+    execute_at(path, "UPDATE conversations SET created_at=? WHERE id=?", [long_ago, old])
+    execute_at(path, "UPDATE messages SET created_at=? WHERE conversation_id=?", [long_ago, old])
+    execute_at(path, "UPDATE pending SET received_at=?", [long_ago])
 
 
 def table(path: str, sql: str) -> list[tuple]:
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
+    return [tuple(row.values()) for row in rows_at(path, sql)]
 
 
 def texts(path: str) -> list[str]:
@@ -96,9 +91,8 @@ def assert_old_one_gone(path: str) -> None:
     ]
 
 
-async def test_purge_dry_run_then_for_real(
-    db_path: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_purge_dry_run_then_for_real(source: str, capsys: pytest.CaptureFixture[str]) -> None:
+    db_path = source  # a SQLite file, then a PostgreSQL URL
     await seed(db_path)
     assert await purge("--older-than", "30d", "--dry-run", "--db", db_path) == 0
     printed = capsys.readouterr().out
@@ -176,7 +170,23 @@ async def test_no_retention_keeps_everything(
 # -- deleted and edited messages ------------------------------------------------------------
 
 
-async def test_a_deleted_dm_message_and_its_reply_are_erased(harness: Harness) -> None:
+@pytest.fixture
+async def dm_conversation(
+    slack: FakeSlack, claude: FakeClaude, db_path: str
+) -> AsyncIterator[Harness]:
+    """SLACKBOT_DM_MODE=conversation: a DM's top-level messages are one running conversation."""
+    h, runner = await start_harness(slack, claude, db_path, dm_mode="conversation")
+    try:
+        yield h
+    finally:
+        await h.settled()
+        await runner.cleanup()
+        await h.close()
+        await h.bot.close()
+
+
+async def test_a_deleted_dm_message_and_its_reply_are_erased(dm_conversation: Harness) -> None:
+    harness = dm_conversation
     harness.claude.default = Script(text="Noted: you are in Lisbon.")
     secret = await harness.dm("I'm in Lisbon this week")
     await harness.settled()
@@ -195,7 +205,8 @@ async def test_a_deleted_dm_message_and_its_reply_are_erased(harness: Harness) -
     assert len(harness.claude.requests) == 3  # the deletion was not answered
 
 
-async def test_an_edited_dm_message_updates_the_stored_turn(harness: Harness) -> None:
+async def test_an_edited_dm_message_updates_the_stored_turn(dm_conversation: Harness) -> None:
+    harness = dm_conversation
     question = await harness.dm("what is 2+2?")
     await harness.settled()
     posts = len(harness.slack.calls_to("chat.postMessage"))

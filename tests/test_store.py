@@ -328,12 +328,17 @@ async def test_replies_pending_messages_and_usage_on_every_backend(reopen: Opene
         )
         is None
     )
+    # What the next start finds: the claim of a bot that stopped before answering it.
+    await store.close()
+    store = await reopen()
     [pending] = await store.pending_messages(max_age=3600)
     assert (pending.conversation_id, pending.payload) == (c, '{"m": 1}')
     await store.add_user_turn(c, ts=ts(1), user_id="U1", user_name="Alice", text="q")
     reply = await store.begin_reply(c, answers_ts=ts(1), channel="C1", first_ts=ts(2))
     assert await store.pending_messages(max_age=3600) == []  # begun: no longer pending
     await store.update_reply(reply, text="half", message_ts=[ts(2)], status="streaming")
+    await store.close()
+    store = await reopen()
     [unfinished] = await store.unfinished_replies()
     assert (unfinished.id, unfinished.team, unfinished.thread_ts, unfinished.text) == (
         reply,

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from slackbot import messages
 from slackbot.config import load_settings
-from slackbot.stream_budget import UPDATE_ONLY_SECONDS, StartStopBudget, TeamStreams
+from slackbot.stream_budget import (
+    APPENDS_PER_MINUTE,
+    START_STOP_PER_MINUTE,
+    UPDATE_ONLY_SECONDS,
+    StartStopBudget,
+    StreamBudgets,
+    TeamStreams,
+)
 
 
 class Clock:
@@ -78,3 +85,13 @@ def test_the_new_settings_default_to_sessions_and_auto() -> None:
         }
     )
     assert (other.dm_mode, other.streaming) == ("conversation", "native")
+
+
+def test_instances_on_one_database_split_the_stream_budgets() -> None:
+    clock = Clock()
+    budgets = StreamBudgets(clock=clock)
+    streams = budgets.for_team("T1")
+    budgets.split_among(3)
+    assert streams.starts.per_minute == START_STOP_PER_MINUTE // 3
+    assert budgets.for_team("T2").starts.per_minute == START_STOP_PER_MINUTE // 3
+    assert streams.appends.per_minute == APPENDS_PER_MINUTE / 3
