@@ -16,7 +16,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -57,6 +57,8 @@ EVENT_RETENTION_SECONDS = 7 * 24 * 3600
 INSTANCE_TIMEOUT = 30.0
 #: Heartbeats per timeout: a few may fail (a slow database) before a live one looks dead.
 HEARTBEATS_PER_TIMEOUT = 6
+#: The NOTIFY channel stops travel on between instances.
+STOP_CHANNEL = "slackbot_stop"
 #: How often, and how long at most, a mention waits for an earlier one another instance answers.
 ORDER_POLL_SECONDS = 0.1
 ORDER_WAIT_SECONDS = 900.0
@@ -194,6 +196,27 @@ class PostgresStore:
             except Exception as exc:
                 log.warning("could not sign off instance %s: %s", self.instance, _reason(exc))
         await self._pool.close()
+
+    async def announce_stop(self, key: str) -> None:
+        """Tell every instance (this one too) to stop the reply `key` names: a Stop that
+        reached an instance not streaming that reply still stops it, at once (NOTIFY)."""
+        await self._execute("SELECT pg_notify(%s, %s)", [STOP_CHANNEL, key])
+
+    async def stop_requests(self) -> AsyncIterator[str]:
+        """The stops announced by any instance, as they come (LISTEN on a connection of its
+        own, re-made if the database drops)."""
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self.url, autocommit=True, connect_timeout=ATTEMPT_SECONDS
+                )
+                async with conn:
+                    await conn.execute(f"LISTEN {STOP_CHANNEL}")
+                    async for notice in conn.notifies():
+                        yield notice.payload
+            except psycopg.Error as exc:
+                log.warning("listening for stops: %s; again in a second", _reason(exc))
+                await asyncio.sleep(1.0)
 
     async def live_instances(self) -> int:
         """Instances heard from within the timeout (this one included)."""

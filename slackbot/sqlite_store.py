@@ -18,7 +18,7 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
@@ -213,6 +213,14 @@ class SqliteStore:
 
     async def live_instances(self) -> int:
         return 1
+
+    async def announce_stop(self, key: str) -> None:
+        """One process: the stop was already seen where the reply streams."""
+
+    async def stop_requests(self) -> AsyncIterator[str]:
+        """One process: no stop comes from elsewhere."""
+        return
+        yield  # an async generator that yields nothing
 
     async def wait_for_earlier(self, conversation_id: int, ts: str) -> None:
         """One process per file: its `Sequencer` already orders a conversation's mentions."""

@@ -7,7 +7,7 @@ methods, and the store tests run once per backend.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -219,6 +219,14 @@ class Store(Protocol):
 
     async def forget_pending(self, channel: str, ts: str) -> None:
         """A claimed message that ended without a reply (nowhere to answer): don't retry it."""
+        ...
+
+    async def announce_stop(self, key: str) -> None:
+        """Pass a Stop on to every instance (where several share the database)."""
+        ...
+
+    def stop_requests(self) -> AsyncIterator[str]:
+        """Stops announced by any instance, as they come (none where there is only one)."""
         ...
 
     async def live_instances(self) -> int:

@@ -305,3 +305,29 @@ async def test_a_mention_waits_while_another_instance_answers_an_earlier_one(
     finally:
         await one.close()
         await two.close()
+
+
+async def test_a_stop_announced_on_one_instance_reaches_every_instance_at_once(
+    postgres_url: str,
+) -> None:
+    one, two = await asyncio.gather(
+        PostgresStore.open(postgres_url), PostgresStore.open(postgres_url)
+    )
+    heard: asyncio.Queue[str] = asyncio.Queue()
+
+    async def listen() -> None:
+        async for key in two.stop_requests():
+            await heard.put(key)
+
+    listening = asyncio.create_task(listen())
+    try:
+        await asyncio.sleep(0.5)  # LISTEN is in place
+        started = time.monotonic()
+        await one.announce_stop('{"channel": "D1", "thread_ts": "1.2"}')
+        assert await asyncio.wait_for(heard.get(), 2) == '{"channel": "D1", "thread_ts": "1.2"}'
+        assert time.monotonic() - started < 1.0
+    finally:
+        listening.cancel()
+        await asyncio.gather(listening, return_exceptions=True)
+        await one.close()
+        await two.close()
