@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -320,21 +321,47 @@ class Conversations:
             reading.cancel()  # not needed if the turn failed early; collect it either way
             await asyncio.gather(reading, return_exceptions=True)
 
-    async def stop_thread(self, workspace: str, channel: str, thread_ts: str) -> bool:
+    async def stop_thread(
+        self, workspace: str, channel: str, thread_ts: str, *, relayed: bool = False
+    ) -> bool:
         """Slack's Stop on a thread's agent session: stop the reply being written there. A
-        Stop for a reply that has finished does nothing (False)."""
+        Stop for a reply that has finished does nothing (False). With several instances the
+        reply may be streaming on another: the Stop is passed on to all (`Store.announce_stop`)
+        and the one streaming it stops it (`relayed`: this is such a passed-on Stop)."""
         stopped = self.stops.stop_thread(workspace, channel, thread_ts)
         log.info(
             "Stop for %s/%s: %s", channel, thread_ts, "stopping" if stopped else "nothing running"
         )
+        if not stopped and not relayed and self.store.shared:
+            await self._pass_on_stop(
+                {"kind": "thread", "team": workspace, "channel": channel, "thread_ts": thread_ts}
+            )
         return stopped
 
     async def press_stop(
-        self, *, channel: str, answers_ts: str, user: str, thread_ts: str | None
+        self,
+        *,
+        channel: str,
+        answers_ts: str,
+        user: str,
+        thread_ts: str | None,
+        relayed: bool = False,
     ) -> None:
         """A click on a reply's Stop button: the asker (or an admin, `Stops.is_admin`) stops
-        it; anyone else is told, privately, that they can't; a finished reply does nothing."""
+        it; anyone else is told, privately, that they can't; a finished reply does nothing.
+        A reply streaming on another instance gets the click passed on (see `stop_thread`)."""
         allowed = self.stops.stop_button(channel, answers_ts, user)
+        if allowed is None and not relayed and self.store.shared:
+            await self._pass_on_stop(
+                {
+                    "kind": "button",
+                    "channel": channel,
+                    "answers_ts": answers_ts,
+                    "user": user,
+                    "thread_ts": thread_ts,
+                }
+            )
+            return
         if allowed is not False:
             return
         try:
@@ -346,6 +373,32 @@ class Conversations:
             )
         except Exception as exc:
             log.info("could not tell %s they can't stop this reply: %r", user, exc)
+
+    async def _pass_on_stop(self, stop: dict[str, str | None]) -> None:
+        try:
+            await self.store.announce_stop(json.dumps(stop))
+        except Exception as exc:
+            log.warning("could not pass a Stop on to the other instances: %r", exc)
+
+    async def take_relayed_stop(self, payload: str) -> None:
+        """A Stop another instance passed on (`Store.stop_requests`): acted on here if the
+        reply is streaming here; nothing otherwise."""
+        try:
+            stop = json.loads(payload)
+            if stop.get("kind") == "thread":
+                await self.stop_thread(
+                    str(stop["team"]), str(stop["channel"]), str(stop["thread_ts"]), relayed=True
+                )
+            elif stop.get("kind") == "button":
+                await self.press_stop(
+                    channel=str(stop["channel"]),
+                    answers_ts=str(stop["answers_ts"]),
+                    user=str(stop["user"]),
+                    thread_ts=stop.get("thread_ts"),
+                    relayed=True,
+                )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("ignored a malformed Stop from another instance: %r", exc)
 
     def _session_title(self, msg: Incoming) -> str | None:
         """The session's title, given when it is created: at the thread's first message."""

@@ -308,6 +308,7 @@ async def serve(settings: Settings) -> None:
             loop.add_signal_handler(sig, stop.set)
     monitoring: web.AppRunner | None = None
     watching: asyncio.Task[None] | None = None
+    listening: asyncio.Task[None] | None = None
     pruning: asyncio.Task[None] | None = None
     try:
         await prepare(bot)
@@ -317,6 +318,7 @@ async def serve(settings: Settings) -> None:
             )
         if bot.store.shared:
             watching = asyncio.create_task(watch_instances(bot), name="watch instances")
+            listening = asyncio.create_task(take_stops(bot), name="stops from other instances")
         if settings.metrics_port is not None:
             monitoring = await start_monitoring(bot, settings.metrics_port)
         # Hosts send SIGTERM and wait ~30 s: the replies in flight finish meanwhile (one that
@@ -341,12 +343,20 @@ async def serve(settings: Settings) -> None:
         if pruning is not None:
             pruning.cancel()
             await asyncio.gather(pruning, return_exceptions=True)
-        if watching is not None:
-            watching.cancel()
-            await asyncio.gather(watching, return_exceptions=True)
+        for task in (watching, listening):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if monitoring is not None:
             await monitoring.cleanup()
         await bot.close()
+
+
+async def take_stops(bot: Bot) -> None:
+    """Many instances: a Stop (Slack's, or a click) that reached another instance is passed on
+    through the database, and the instance streaming that reply stops it."""
+    async for payload in bot.store.stop_requests():
+        await bot.conversations.take_relayed_stop(payload)
 
 
 async def watch_instances(bot: Bot) -> None:

@@ -176,3 +176,25 @@ async def test_replies_split_across_instances_stay_within_one_workspace_budget(
     refused = [c for c in slack.calls_to("chat.update") if c.error == "ratelimited"]
     assert refused == []
     assert len(slack.calls_to("chat.update")) >= 20  # every reply's final edit, at least
+
+
+async def test_a_stop_reaching_another_instance_stops_the_reply_within_a_second(
+    slack: FakeSlack, claude: FakeClaude, db_path: str, postgres_url: str
+) -> None:
+    from fakes.slack import agent_session_stopped_event
+
+    claude.default = Script(text=reply_text(4000), tokens_per_second=40)
+    async with instances(slack, claude, db_path, postgres_url, 2) as [(_, a), (_, b)]:
+        root, _ = await mention_over_http(slack, a, "write an essay")
+        [reply] = await slack.wait_for(lambda: slack.bot_messages(CHANNEL, root["ts"]), 15)
+        await slack.wait_for(lambda: len(slack.final_text(CHANNEL, reply["ts"])) > 40, 15)
+        started = asyncio.get_running_loop().time()
+        stop = agent_session_stopped_event(CHANNEL, root["ts"], "U1", [reply["ts"]])
+        await deliver_over_http(b, event_callback(stop))  # Slack picked the other instance
+        first = claude.timeline[0]
+        await slack.wait_for(lambda: first["disconnected_at"] is not None, 3)
+        assert asyncio.get_running_loop().time() - started < 1.5
+        assert first["end_at"] is None  # the model's stream never ran to its end
+        await slack.wait_for(
+            lambda: slack.final_text(CHANNEL, reply["ts"]).endswith(messages.STOPPED), 5
+        )
