@@ -136,15 +136,18 @@ def purge_command(args: argparse.Namespace) -> int:
     takes it beside running instances."""
     from slackbot.db_read import is_postgres
     from slackbot.errors import AlreadyRunning, UsageError
-    from slackbot.postgres_store import PostgresStore
     from slackbot.retention import describe, parse_age
     from slackbot.sqlite_store import SqliteStore
     from slackbot.store import Store
 
     async def run(path: str, seconds: float) -> str:
-        store: Store = await (
-            PostgresStore.open(path) if is_postgres(path) else SqliteStore.open(path)
-        )
+        store: Store
+        if is_postgres(path):
+            from slackbot.postgres_store import PostgresStore
+
+            store = await PostgresStore.open(path)
+        else:
+            store = await SqliteStore.open(path)
         try:
             purged = await store.purge_idle(seconds, dry_run=args.dry_run)
         finally:

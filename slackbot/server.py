@@ -35,7 +35,6 @@ from slackbot.feedback import FeedbackDesk
 from slackbot.metrics import CONTENT_TYPE, Metrics
 from slackbot.model_lookup import learn_model
 from slackbot.people import People
-from slackbot.postgres_store import PostgresStore
 from slackbot.reply_choice import ChosenReplies
 from slackbot.session_status import SessionStatus
 from slackbot.slack_calls import CountRateLimits
@@ -75,6 +74,9 @@ class Bot:
 async def open_store(settings: Settings) -> Store:
     """PostgreSQL when `DATABASE_URL` is set, else the SQLite file at `SLACKBOT_DB`."""
     if settings.database_url:
+        # Imported here: the driver and its libraries cost a SQLite bot ~20 MB of memory.
+        from slackbot.postgres_store import PostgresStore
+
         return await PostgresStore.open(
             settings.database_url, instance_timeout=settings.instance_timeout
         )
