@@ -288,10 +288,15 @@ async def test_the_same_access_rules_apply_to_the_command(
 
 
 async def test_channel_prompt_reaches_the_system_prompt_and_is_audited(
-    slack: FakeSlack, claude: FakeClaude, db_path: str, capsys: pytest.CaptureFixture[str]
+    slack: FakeSlack,
+    claude: FakeClaude,
+    db_path: str,
+    source: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     slack.add_channel(CHANNEL, "design", creator="U2")
-    async with running(slack, claude, db_path, admins=("U9",)) as h:
+    on = {"database_url": source} if source != db_path else {}  # SQLite, then PostgreSQL
+    async with running(slack, claude, db_path, admins=("U9",), **on) as h:
         _, answer = await h.command("prompt")
         assert answer["text"] == "This channel has no extra instructions for me."
         _, answer = await h.command("prompt set Answer in French.", user="U1")
@@ -325,14 +330,14 @@ async def test_channel_prompt_reaches_the_system_prompt_and_is_audited(
         await h.settled()
         assert claude.requests[-1]["system"] == DEFAULT_SYSTEM_PROMPT
 
-    assert main(["audit", "--db", db_path]) == 0
+    assert main(["audit", "--db", source]) == 0
     printed = capsys.readouterr().out
     assert printed.count(" set by U2") == 1 and printed.count(" set by U9") == 1
     assert printed.count(" cleared by U2") == 1
     assert "old: (none)" in printed and "new: Answer in French." in printed
     assert "old: Answer in French." in printed and "new: Answer in German." in printed
     assert f"  {CHANNEL}  " in printed and "UTC" in printed
-    assert main(["audit", "--db", db_path, "--channel", "C2"]) == 0
+    assert main(["audit", "--db", source, "--channel", "C2"]) == 0
     assert "No channel instructions have been changed." in capsys.readouterr().out
 
 
