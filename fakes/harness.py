@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import aiohttp
@@ -302,3 +302,19 @@ async def start_harness(
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return Harness(slack, claude, bot, f"http://127.0.0.1:{port}/slack/events"), runner
+
+
+@contextlib.asynccontextmanager
+async def running_harness(
+    slack: FakeSlack, claude: FakeClaude, db_path: str, **overrides: Any
+) -> AsyncIterator[Harness]:
+    """A harness for the length of the block; at its end every accepted event is answered
+    before the bot is shut down (`overrides` as for `start_harness`)."""
+    harness, runner = await start_harness(slack, claude, db_path, **overrides)
+    try:
+        yield harness
+    finally:
+        await harness.settled()
+        await runner.cleanup()
+        await harness.close()
+        await harness.bot.close()

@@ -8,10 +8,11 @@ import asyncio
 import contextlib
 import os
 import sys
+from collections.abc import Callable
 
 from dotenv import load_dotenv
 
-from slackbot.config import load_settings
+from slackbot.config import Settings, load_settings
 from slackbot.errors import ConfigError
 
 DB_HELP = "the SQLite file or PostgreSQL URL (default DATABASE_URL, else SLACKBOT_DB)"
@@ -93,41 +94,54 @@ def check_command() -> int:
     return 0 if all(result.passed for result in results) else 1
 
 
-def usage_command(args: argparse.Namespace) -> int:
-    """Print the usage table; reads only the database, so it runs beside a live bot."""
+def _offline(make: Callable[[Settings], str]) -> int:
+    """Run a command that needs only the database: its text on stdout (exit 0), or its one-line
+    problem on stderr (exit 2). No Slack or Claude credentials are needed."""
     from slackbot.errors import UsageError
-    from slackbot.usage import report
 
     try:
-        settings = load_settings(os.environ, need_slack=False)
-        text = report(
-            args.db or settings.database_url or settings.db_path,
+        text = make(load_settings(os.environ, need_slack=False))
+    except (ConfigError, UsageError) as exc:
+        print(f"slackbot: {exc}", file=sys.stderr)
+        return 2
+    print(text)
+    return 0
+
+
+def _source(args: argparse.Namespace, settings: Settings) -> str:
+    """The database a command reads: `--db`, else `DATABASE_URL`, else `SLACKBOT_DB`."""
+    return str(args.db or settings.database_url or settings.db_path)
+
+
+def usage_command(args: argparse.Namespace) -> int:
+    """Print the usage table; reads only the database, so it runs beside a live bot."""
+    from slackbot.usage import report
+
+    return _offline(
+        lambda settings: report(
+            _source(args, settings),
             since_text=args.since,
             by=args.by,
             overrides=settings.prices,
             web_search_price=settings.web_search_price,
         )
-    except (ConfigError, UsageError) as exc:
-        print(f"slackbot: {exc}", file=sys.stderr)
-        return 2
-    print(text)
-    return 0
+    )
 
 
 def feedback_command(args: argparse.Namespace) -> int:
     """Print the feedback table; reads only the database, so it runs beside a live bot."""
-    from slackbot.errors import UsageError
     from slackbot.feedback_report import report
 
-    try:
-        settings = load_settings(os.environ, need_slack=False)
-        source = args.db or settings.database_url or settings.db_path
-        text = report(source, since_text=args.since, by=args.by)
-    except (ConfigError, UsageError) as exc:
-        print(f"slackbot: {exc}", file=sys.stderr)
-        return 2
-    print(text)
-    return 0
+    return _offline(
+        lambda settings: report(_source(args, settings), since_text=args.since, by=args.by)
+    )
+
+
+def audit_command(args: argparse.Namespace) -> int:
+    """Print every change of a channel prompt; reads only the database."""
+    from slackbot.audit import report
+
+    return _offline(lambda settings: report(_source(args, settings), channel=args.channel))
 
 
 def purge_command(args: argparse.Namespace) -> int:
@@ -154,25 +168,20 @@ def purge_command(args: argparse.Namespace) -> int:
             await store.close()
         return describe(purged, dry_run=args.dry_run, age_text=args.older_than)
 
-    try:
-        settings = load_settings(os.environ, need_slack=False)
+    def purge(settings: Settings) -> str:
         seconds = parse_age(args.older_than)
-        path = args.db or settings.database_url or settings.db_path
+        path = _source(args, settings)
         if not is_postgres(path) and not os.path.exists(path):
             raise UsageError(f"no database at {path}: set SLACKBOT_DB to the bot's database")
-        text = asyncio.run(run(path, seconds))
-    except AlreadyRunning:
-        print(
-            "slackbot: the bot is running on this database: stop it first"
-            " (or set SLACKBOT_RETENTION_DAYS and let it prune daily)",
-            file=sys.stderr,
-        )
-        return 2
-    except (ConfigError, UsageError) as exc:
-        print(f"slackbot: {exc}", file=sys.stderr)
-        return 2
-    print(text)
-    return 0
+        try:
+            return asyncio.run(run(path, seconds))
+        except AlreadyRunning:
+            raise UsageError(
+                "the bot is running on this database: stop it first"
+                " (or set SLACKBOT_RETENTION_DAYS and let it prune daily)"
+            ) from None
+
+    return _offline(purge)
 
 
 def copy_db_command(args: argparse.Namespace) -> int:
@@ -181,34 +190,15 @@ def copy_db_command(args: argparse.Namespace) -> int:
     from slackbot.db_read import is_postgres
     from slackbot.errors import UsageError
 
-    try:
-        settings = load_settings(os.environ, need_slack=False)
+    def copy(settings: Settings) -> str:
         path = args.db or settings.db_path
         if not is_postgres(args.to):
             raise UsageError("--to must be a postgresql:// (or postgres://) URL")
         if not os.path.exists(path):
             raise UsageError(f"no database at {path}: set SLACKBOT_DB to the bot's database")
-        text = describe(copy_db(path, args.to), args.to)
-    except (ConfigError, UsageError) as exc:
-        print(f"slackbot: {exc}", file=sys.stderr)
-        return 2
-    print(text)
-    return 0
+        return describe(copy_db(path, args.to), args.to)
 
-
-def audit_command(args: argparse.Namespace) -> int:
-    """Print every change of a channel prompt; reads only the database."""
-    from slackbot.audit import report
-    from slackbot.errors import UsageError
-
-    try:
-        settings = load_settings(os.environ, need_slack=False)
-        text = report(args.db or settings.database_url or settings.db_path, channel=args.channel)
-    except (ConfigError, UsageError) as exc:
-        print(f"slackbot: {exc}", file=sys.stderr)
-        return 2
-    print(text)
-    return 0
+    return _offline(copy)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from fakes.claude import FakeClaude
-from fakes.harness import Harness, start_harness
+from fakes.harness import Harness, running_harness
 from fakes.postgres_server import NoPostgres, PostgresServer, running_postgres
 from fakes.slack import FakeSlack
 
@@ -36,14 +36,8 @@ def db_path(tmp_path: Any) -> str:
 
 @pytest.fixture
 async def harness(slack: FakeSlack, claude: FakeClaude, db_path: str) -> AsyncIterator[Harness]:
-    h, runner = await start_harness(slack, claude, db_path)
-    try:
+    async with running_harness(slack, claude, db_path) as h:
         yield h
-    finally:
-        await h.settled()
-        await runner.cleanup()
-        await h.close()
-        await h.bot.close()
 
 
 @pytest.fixture

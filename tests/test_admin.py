@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
 from fakes.claude import FakeClaude, Script
-from fakes.harness import CHANNEL, DM, Harness, conversation, start_harness
+from fakes.harness import CHANNEL, DM, Harness, conversation, running_harness
 from fakes.slack import FakeSlack, event_callback, message_event
 from slackbot.cli import main
 from slackbot.config import DEFAULT_SYSTEM_PROMPT
 from slackbot.quotas import Quotas, day_start, week_start
 from slackbot.store import UsageTotal
-
-
-@contextlib.asynccontextmanager
-async def running(
-    slack: FakeSlack, claude: FakeClaude, db_path: str, **overrides: Any
-) -> AsyncIterator[Harness]:
-    h, runner = await start_harness(slack, claude, db_path, **overrides)
-    try:
-        yield h
-    finally:
-        await h.settled()
-        await runner.cleanup()
-        await h.close()
-        await h.bot.close()
 
 
 def count(db_path: str, table: str) -> int:
@@ -51,7 +34,7 @@ def stored_nothing(db_path: str) -> bool:
 async def test_a_person_not_allowed_gets_one_ephemeral_and_nothing_is_stored(
     slack: FakeSlack, claude: FakeClaude, db_path: str
 ) -> None:
-    async with running(
+    async with running_harness(
         slack, claude, db_path, allowed_users=("U1",), admin_contact="#it-help"
     ) as h:
         message = await h.mention("hello", user="U2")
@@ -76,7 +59,7 @@ async def test_a_person_not_allowed_gets_one_ephemeral_and_nothing_is_stored(
 async def test_denied_wins_over_allowed_and_applies_in_dms(
     slack: FakeSlack, claude: FakeClaude, db_path: str
 ) -> None:
-    async with running(
+    async with running_harness(
         slack, claude, db_path, allowed_users=("U1", "U2"), denied_users=("U2",)
     ) as h:
         await h.dm("hi", user="U2")
@@ -90,7 +73,7 @@ async def test_denied_wins_over_allowed_and_applies_in_dms(
 async def test_allowed_channels_leave_dms_open(
     slack: FakeSlack, claude: FakeClaude, db_path: str
 ) -> None:
-    async with running(slack, claude, db_path, allowed_channels=("C2",)) as h:
+    async with running_harness(slack, claude, db_path, allowed_channels=("C2",)) as h:
         first = await h.mention("here?", channel=CHANNEL)
         await h.mention("and here?", channel="C2")
         await h.dm("and in private?")
@@ -108,7 +91,7 @@ async def test_slack_connect_and_guests_are_refused_by_default(
     slack.add_user("U8", display_name="Gus", is_restricted=True)
     slack.add_user("U9", display_name="Una", is_ultra_restricted=True)
     slack.add_user("U6", display_name="Sam", is_stranger=True)
-    async with running(slack, claude, db_path) as h:
+    async with running_harness(slack, claude, db_path) as h:
         for user in ("U7", "U8", "U9", "U6"):
             await h.mention("hi", user=user)
         await h.settled()
@@ -129,7 +112,7 @@ async def test_external_users_and_guests_when_allowed(
     slack.add_user("U8", display_name="Gus", is_restricted=True)
     # a Slack Connect user users.info can't see: named from the event's user_profile
     slack.missing_users.add("U5")
-    async with running(slack, claude, db_path, allow_external=True, allow_guests=True) as h:
+    async with running_harness(slack, claude, db_path, allow_external=True, allow_guests=True) as h:
         await h.mention("hi from Eve", user="U7")
         await h.mention("hi from Gus", user="U8")
         message = slack.add_user_message(CHANNEL, "U5", "<@UBOT> hi from Zed")
@@ -151,7 +134,7 @@ async def test_unknown_stranger_is_refused_but_a_sibling_grid_workspace_is_not(
 ) -> None:
     slack.missing_users.add("U5")  # Slack won't describe them: not one of ours
     slack.add_user("U4", display_name="Sib", team_id="T2", enterprise_user={"enterprise_id": "E1"})
-    async with running(slack, claude, db_path) as h:
+    async with running_harness(slack, claude, db_path) as h:
         for user in ("U5", "U4"):
             message = slack.add_user_message(CHANNEL, user, "<@UBOT> hi")
             await h.post_event(
@@ -170,7 +153,7 @@ async def test_a_quota_crossed_by_the_previous_reply(
     slack: FakeSlack, claude: FakeClaude, db_path: str
 ) -> None:
     claude.default = Script(text="A fairly long answer " * 10)
-    async with running(slack, claude, db_path, user_daily_tokens=50) as h:
+    async with running_harness(slack, claude, db_path, user_daily_tokens=50) as h:
         first = await h.mention("first question")
         await h.settled()
         assert len(claude.requests) == 1  # under the limit before it: answered in full
@@ -194,7 +177,7 @@ async def test_a_quota_crossed_by_the_previous_reply(
 async def test_admins_have_no_per_person_limit(
     slack: FakeSlack, claude: FakeClaude, db_path: str
 ) -> None:
-    async with running(slack, claude, db_path, user_daily_tokens=1, admins=("U1",)) as h:
+    async with running_harness(slack, claude, db_path, user_daily_tokens=1, admins=("U1",)) as h:
         await h.mention("one")
         await h.settled()
         await h.mention("two")
@@ -205,7 +188,9 @@ async def test_admins_have_no_per_person_limit(
 async def test_a_workspace_spend_limit_applies_to_everyone(
     slack: FakeSlack, claude: FakeClaude, db_path: str
 ) -> None:
-    async with running(slack, claude, db_path, workspace_daily_usd=0.00001, admins=("U2",)) as h:
+    async with running_harness(
+        slack, claude, db_path, workspace_daily_usd=0.00001, admins=("U2",)
+    ) as h:
         await h.mention("one")
         await h.settled()
         await h.mention("two", user="U2")
@@ -281,7 +266,7 @@ async def test_the_same_access_rules_apply_to_the_command(
     slack: FakeSlack, claude: FakeClaude, db_path: str
 ) -> None:
     slack.add_user("U7", display_name="Eve", team_id="T9")
-    async with running(slack, claude, db_path, denied_users=("U2",)) as h:
+    async with running_harness(slack, claude, db_path, denied_users=("U2",)) as h:
         for user in ("U2", "U7"):
             status, answer = await h.command("help", user=user)
             assert status == 200 and "can't use me here" in answer["text"]
@@ -296,7 +281,7 @@ async def test_channel_prompt_reaches_the_system_prompt_and_is_audited(
 ) -> None:
     slack.add_channel(CHANNEL, "design", creator="U2")
     on = {"database_url": source} if source != db_path else {}  # SQLite, then PostgreSQL
-    async with running(slack, claude, db_path, admins=("U9",), **on) as h:
+    async with running_harness(slack, claude, db_path, admins=("U9",), **on) as h:
         _, answer = await h.command("prompt")
         assert answer["text"] == "This channel has no extra instructions for me."
         _, answer = await h.command("prompt set Answer in French.", user="U1")

@@ -10,7 +10,15 @@ from collections.abc import AsyncIterator
 import pytest
 
 from fakes.claude import FakeClaude, Script
-from fakes.harness import CHANNEL, DM, Harness, conversation, make_settings, start_harness
+from fakes.harness import (
+    CHANNEL,
+    DM,
+    Harness,
+    conversation,
+    make_settings,
+    running_harness,
+    start_harness,
+)
 from fakes.slack import FakeSlack, FakeSocketModeServer, event_callback, message_event
 from slackbot.server import create_bot, prepare, start_socket_mode
 
@@ -22,14 +30,8 @@ async def harness(
     overrides = {}
     if request.param == "postgres":
         overrides["database_url"] = request.getfixturevalue("postgres_url")
-    h, runner = await start_harness(slack, claude, db_path, **overrides)
-    try:
+    async with running_harness(slack, claude, db_path, **overrides) as h:
         yield h
-    finally:
-        await h.settled()
-        await runner.cleanup()
-        await h.close()
-        await h.bot.close()
 
 
 async def test_mention_gets_streamed_reply_in_thread(harness: Harness) -> None:
@@ -84,14 +86,8 @@ async def dm_conversation(
     overrides: dict[str, object] = {"dm_mode": "conversation"}
     if request.param == "postgres":
         overrides["database_url"] = request.getfixturevalue("postgres_url")
-    h, runner = await start_harness(slack, claude, db_path, **overrides)
-    try:
+    async with running_harness(slack, claude, db_path, **overrides) as h:
         yield h
-    finally:
-        await h.settled()
-        await runner.cleanup()
-        await h.close()
-        await h.bot.close()
 
 
 async def test_dm_top_level_is_one_running_conversation(dm_conversation: Harness) -> None:
