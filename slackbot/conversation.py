@@ -53,8 +53,10 @@ from slackbot.user_turn import UserTurn, edited_text, read_message
 
 log = logging.getLogger(__name__)
 
-#: How often a streaming reply's text is saved, so a crash can close it with what was shown.
-CHECKPOINT_SECONDS = 2.0
+#: How soon after new content reaches Slack the streaming text is stored, so a crash can close
+#: the reply with what was shown; after a failed save, the next waits this much longer.
+CHECKPOINT_SECONDS = 0.25
+CHECKPOINT_RETRY_SECONDS = 2.0
 #: How long Slack's delivery waits for the store to record a message (Slack retries after 3 s).
 ACK_WAIT_SECONDS = 2.0
 #: Messages acknowledged before a restart are answered after it if they are at most this old.
@@ -657,14 +659,20 @@ class Conversations:
             paused = [*paused, *result.content]
 
     async def _checkpoint(self, reply: Reply, begin: asyncio.Future[int]) -> None:
-        """Save the streaming text now and then; a failed save waits for the next one (the
-        reply itself never waits for the store)."""
+        """Store the streaming text soon after each time new content reaches Slack, so what a
+        crash leaves to close is (all but the last instant of) what people saw; a failed save
+        waits a little and tries again (the reply itself never waits for the store). Edits are
+        paced and budgeted, so this writes no more often than Slack is edited."""
         reply_id = await asyncio.shield(begin)  # cancelling the checkpoint must not cancel it
-        saved = ""
+        saved, saved_shows = "", 0
         while True:
             await asyncio.sleep(CHECKPOINT_SECONDS)
+            shows = reply.shows
+            if shows == saved_shows:
+                continue
             text = reply.text
             if text == saved:
+                saved_shows = shows
                 continue
             try:
                 await self.store.update_reply(
@@ -672,8 +680,9 @@ class Conversations:
                 )
             except Exception as exc:
                 log.warning("checkpoint of reply %s failed: %r", reply_id, exc)
+                await asyncio.sleep(CHECKPOINT_RETRY_SECONDS)
             else:
-                saved = text
+                saved, saved_shows = text, shows
 
     async def _close(
         self,

@@ -159,6 +159,7 @@ class NativeReply:
         #: clock): the metrics' time to first visible text and reply duration.
         self.started_at: float | None = None
         self.first_text_at: float | None = None
+        self._shows = 0  # starts and appends that reached Slack (see `shows`)
         #: The 👍/👎 buttons for the reply's last message (given to `finish`).
         self._feedback: FeedbackTag | None = None
 
@@ -169,6 +170,11 @@ class NativeReply:
         if self._delegate is not None:
             return self._text[: self._msg_start] + self._delegate.text[self._delegate_carry :]
         return self._text
+
+    @property
+    def shows(self) -> int:
+        """Starts and appends that reached Slack, and the edits of a `chat.update` taking over."""
+        return self._shows + (self._delegate.shows if self._delegate is not None else 0)
 
     @property
     def message_ts(self) -> list[str]:
@@ -392,6 +398,7 @@ class NativeReply:
             await self._hand_over(None)
             return
         self._ts = str(response["ts"])
+        self._shows += 1
         self._saw_text(tail)
         self._msg_bytes = _bytes(text) + self._task_bytes(tasks)
         self._msg_tasks = len(tasks)
@@ -443,6 +450,7 @@ class NativeReply:
             self._streams.starts.release()
             await self._hand_over(self._ts)
             return
+        self._shows += 1
         self._saw_text(tail)
         self._msg_bytes += _bytes(tail) + self._task_bytes(tasks)
         self._msg_tasks += len(tasks)

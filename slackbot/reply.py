@@ -33,6 +33,12 @@ class Reply(Protocol):
         ...
 
     @property
+    def shows(self) -> int:
+        """How many times new content reached Slack so far (edits, appends): the turn stores
+        the text soon after each, so what a crash leaves is at least what people saw."""
+        ...
+
+    @property
     def session_ended(self) -> bool:
         """The reply's end already set the thread's agent session back to `active` (a native
         stream's `chat.stopStream` does); otherwise the turn sets it."""

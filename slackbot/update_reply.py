@@ -110,6 +110,8 @@ class UpdateReply:
         #: (monotonic clock): the metrics' time to first visible text and reply duration.
         self.started_at: float | None = None
         self.first_text_at: float | None = None
+        #: Edits that reached Slack: a checkpoint stores the text after each (see `Reply`).
+        self.shows = 0
 
     @classmethod
     def resumed(
@@ -315,6 +317,7 @@ class UpdateReply:
             log.warning("chat.update failed: %s", exc.response.get("error"))
             raise
         self._mark_button(ts, live)
+        self.shows += 1
         if shows_text and self.first_text_at is None:
             self.first_text_at = time.monotonic()
 

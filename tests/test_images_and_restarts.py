@@ -141,3 +141,30 @@ async def test_sigterm_lets_the_reply_in_flight_finish(
         assert await asyncio.wait_for(proc.wait(), 30) == 0
     [reply] = slack.bot_messages(CHANNEL, message["ts"])
     assert slack.final_text(CHANNEL, reply["ts"]) == "A complete answer, " * 10
+
+
+async def test_a_reply_killed_mid_stream_keeps_all_it_had_shown(
+    slack: FakeSlack, claude: FakeClaude, db_path: str
+) -> None:
+    """What people saw before the crash is still there after the restart closes the reply."""
+    claude.default = Script(text="Word by word, a long answer. " * 200, tokens_per_second=40)
+    async with bot_process(slack, claude, db_path) as (proc, port):
+        message, _ = await mention_over_http(slack, port, "long question")
+        await slack.wait_for(lambda: len(slack.calls_to("chat.update")) >= 3, timeout=10)
+        edits = len(slack.calls_to("chat.update"))
+        await slack.wait_for(lambda: len(slack.calls_to("chat.update")) > edits, timeout=5)
+        await asyncio.sleep(0.5)  # an edit just landed; the next is ~1 s after it
+        [reply] = slack.bot_messages(CHANNEL, message["ts"])
+        seen = slack.final_text(CHANNEL, reply["ts"]).strip()
+        proc.kill()
+        await proc.wait()
+    assert seen.startswith("Word by word")
+    second, runner = await start_harness(slack, claude, db_path)
+    try:
+        closed = slack.final_text(CHANNEL, reply["ts"])
+        assert "restarted" in closed
+        assert closed.startswith(seen), (seen[-80:], closed[:200])
+    finally:
+        await runner.cleanup()
+        await second.close()
+        await second.bot.close()
