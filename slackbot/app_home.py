@@ -171,8 +171,10 @@ class AppHome:
         """The Home view for `user`, with their usage today and over the last 7 days."""
         now = time.time() if now is None else now
         person = await self._people.person(user)
-        today = await self._store.usage_of(team, user, start_of_today(now, person.tz))
-        week = await self._store.usage_of(team, user, now - WEEK_SECONDS)
+        today = await self._store.usage_totals(
+            start_of_today(now, person.tz), team=team, user_id=user
+        )
+        week = await self._store.usage_totals(now - WEEK_SECONDS, team=team, user_id=user)
         return home_view(
             self._model(),
             totals_of(today, self._prices, self._search_price),

@@ -34,7 +34,6 @@ from slackbot.store import (
     Turn,
     UnfinishedReply,
     UsageRecord,
-    UsageSum,
     UsageTotal,
     Vote,
     WindowState,
@@ -490,16 +489,6 @@ class PostgresStore:
             f"INSERT INTO usage ({', '.join(row)}) VALUES ({', '.join(['%s'] * len(row))})",
             list(row.values()),
         )
-
-    async def usage_of(self, team: str, user_id: str, since: float) -> list[UsageSum]:
-        rows = await self._fetch_all(
-            "SELECT model, line, COUNT(*), SUM(input_tokens),"
-            " SUM(cache_creation_input_tokens), SUM(cache_read_input_tokens),"
-            " SUM(output_tokens), SUM(web_search_requests) FROM usage"
-            " WHERE team=%s AND user_id=%s AND created_at >= %s GROUP BY model, line",
-            [team, user_id, since],
-        )
-        return [UsageSum(row[0], row[1], *(int(value or 0) for value in row[2:])) for row in rows]
 
     # -- feedback ---------------------------------------------------------------------------
 

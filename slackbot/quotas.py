@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from slackbot.config import Settings
 from slackbot.store import Store, UsageTotal
-from slackbot.usage import WEB_SEARCH_PER_1000, PriceTable, Totals, cost_of
+from slackbot.usage import WEB_SEARCH_PER_1000, PriceTable, totals_of
 
 
 @dataclass(frozen=True)
@@ -55,22 +55,10 @@ class Quotas:
 
     def cost(self, totals: Iterable[UsageTotal]) -> float:
         """Estimated USD of some usage, as `slackbot usage` prices it."""
-        prices = self.prices
         per_search = self.settings.web_search_price
         if per_search is None:
             per_search = WEB_SEARCH_PER_1000
-        spent = 0.0
-        for total in totals:
-            part = Totals(
-                total.replies,
-                total.input_tokens,
-                total.cache_creation_input_tokens,
-                total.cache_read_input_tokens,
-                total.output_tokens,
-            )
-            spent += cost_of(part, prices.lookup(total.model, total.line))
-            spent += total.web_search_requests * per_search / 1000
-        return spent
+        return totals_of(totals, self.prices, per_search).cost
 
     async def over_limit(
         self, user_id: str, workspace: str, now: datetime | None = None

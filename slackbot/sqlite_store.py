@@ -35,7 +35,6 @@ from slackbot.store import (
     Turn,
     UnfinishedReply,
     UsageRecord,
-    UsageSum,
     UsageTotal,
     Vote,
     WindowState,
@@ -593,21 +592,6 @@ class SqliteStore:
                 )
 
         await self._run(_record)
-
-    async def usage_of(self, team: str, user_id: str, since: float) -> list[UsageSum]:
-        def _sums() -> list[UsageSum]:
-            return [
-                UsageSum(row[0], row[1], *(value or 0 for value in row[2:]))
-                for row in self._db.execute(
-                    "SELECT model, line, COUNT(*), SUM(input_tokens),"
-                    " SUM(cache_creation_input_tokens), SUM(cache_read_input_tokens),"
-                    " SUM(output_tokens), SUM(web_search_requests) FROM usage"
-                    " WHERE team=? AND user_id=? AND created_at >= ? GROUP BY model, line",
-                    [team, user_id, since],
-                ).fetchall()
-            ]
-
-        return await self._run(_sums)
 
     # -- feedback ---------------------------------------------------------------------------
 

@@ -105,20 +105,6 @@ class Vote:
 
 
 @dataclass(frozen=True)
-class UsageSum:
-    """Usage summed over one model's replies (what a person's Home tab prices)."""
-
-    model: str | None
-    line: str | None
-    replies: int = 0
-    input_tokens: int = 0
-    cache_creation_input_tokens: int = 0
-    cache_read_input_tokens: int = 0
-    output_tokens: int = 0
-    web_search_requests: int = 0
-
-
-@dataclass(frozen=True)
 class UnfinishedReply:
     """A reply a crash left mid-stream, with where to finish it."""
 
@@ -304,10 +290,6 @@ class Store(Protocol):
     ) -> None: ...
 
     async def record_usage(self, record: UsageRecord) -> None: ...
-
-    async def usage_of(self, team: str, user_id: str, since: float) -> list[UsageSum]:
-        """The replies `user_id` asked for since `since` (a Unix time), summed per model."""
-        ...
 
     async def record_vote(self, vote: Vote) -> None:
         """Keep a click: one row per (team, channel, message, person); a later click or a

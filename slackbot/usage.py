@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from slackbot.db_read import reading
 from slackbot.errors import UsageError
-from slackbot.store import UsageSum
+from slackbot.store import UsageTotal
 
 #: USD per million (input, output) tokens, keyed by model id prefix or by model line; the
 #: longest matching id prefix wins, then the line. Public list prices when this was written:
@@ -166,9 +166,10 @@ def priced(
 
 
 def totals_of(
-    sums: Iterable[UsageSum], prices: PriceTable, web_search_price: float = WEB_SEARCH_PER_1000
+    sums: Iterable[UsageTotal], prices: PriceTable, web_search_price: float = WEB_SEARCH_PER_1000
 ) -> Totals:
-    """The store's per-model sums (a person's Home tab) as one priced total."""
+    """The store's per-model sums (`Store.usage_totals`) as one priced total: what a person's
+    Home tab, `/claude usage` and the spend limits count."""
     total = Totals()
     for s in sums:
         part = Totals(
