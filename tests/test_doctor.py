@@ -59,7 +59,7 @@ async def run_check(env: dict[str, str]) -> tuple[int, dict[str, tuple[str, str]
         name, _, rest = line.partition("  ")
         status, _, detail = rest.strip().partition("  ")
         rows[name.strip()] = (status.strip(), detail.strip())
-    assert proc.returncode is not None
+    assert proc.returncode is not None  # for the type checker: communicate() waited
     return proc.returncode, rows, printed
 
 

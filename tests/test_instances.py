@@ -86,10 +86,7 @@ async def test_a_killed_instances_reply_is_closed_by_a_live_one(
         doomed.kill()  # kill -9: no drain, no sign-off
         await doomed.wait()
         interrupted = messages.INTERRUPTED.split(".")[0]
-        closed = await slack.wait_for(
-            lambda: interrupted in slack.final_text(CHANNEL, reply["ts"]), 12
-        )
-        assert closed
+        await slack.wait_for(lambda: interrupted in slack.final_text(CHANNEL, reply["ts"]), 12)
         text = slack.final_text(CHANNEL, reply["ts"])
         partial = text[: text.index("_⚠️")].strip()
         assert len(partial) > 40 and reply_text(4000).startswith(partial)  # kept, note after

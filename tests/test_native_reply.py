@@ -53,7 +53,6 @@ async def test_a_top_level_dm_is_answered_natively_in_its_thread(
     # the session: processing from the start, titled by the thread's first message, then active
     session = harness.slack.sessions[(DM, top["ts"])]
     assert session["title"] == "hi, can you help me plan a trip to Lisbon in the spring…"
-    assert len(session["title"]) <= 60
     assert session["initiator"] == "U1"
     assert session["history"] == ["processing", "active"]
     # stored like any reply: the follow-up in the thread sees it
@@ -199,7 +198,9 @@ async def test_a_long_reply_continues_in_a_new_stream_before_slacks_size_limit(
     assert joined.replace("```python\n", "").replace("```", "").replace("\n", "") == (
         text.replace("```python\n", "").replace("```", "").replace("\n", "")
     )
-    assert len(slack.calls_to("chat.startStream")) == len(slack.calls_to("chat.stopStream"))
+    starts = slack.calls_to("chat.startStream")
+    assert len(starts) == len(messages) >= 2  # every piece was its own native stream
+    assert len(slack.calls_to("chat.stopStream")) == len(starts)
 
 
 async def test_slack_connect_recipients_stop_errors_are_harmless(
@@ -330,3 +331,4 @@ async def test_a_native_reply_carries_the_feedback_buttons_in_its_stop(harness: 
     status, _ = await harness.click_feedback(DM, reply["ts"], good=True)
     assert status == 200
     await harness.slack.wait_for(lambda: harness.query("SELECT vote FROM feedback"))
+    assert harness.query("SELECT vote FROM feedback") == [("good",)]

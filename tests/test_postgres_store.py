@@ -172,9 +172,8 @@ async def test_a_database_that_drops_fails_calls_meanwhile_and_comes_back() -> N
             await store.add_user_turn(c, ts=ts(1), user_id="U1", user_name="A", text="before")
             server.kill()
             assert not await store.healthy()
-            with pytest.raises(Exception) as raised:
+            with pytest.raises(psycopg.Error):  # the pool's timeout is an OperationalError
                 await store.add_user_turn(c, ts=ts(2), user_id="U1", user_name="A", text="lost")
-            assert not isinstance(raised.value, AssertionError)
             server.restart()
             for _ in range(50):  # the pool re-makes its connections by itself
                 if await store.healthy():

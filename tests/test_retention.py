@@ -4,7 +4,6 @@ messages erased from the store and edited ones updated."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import AsyncIterator
 
@@ -144,13 +143,13 @@ async def test_retention_at_start_and_daily(
         assert_old_one_gone(db_path)
         # and again while running: the DM ages past the limit, the next round removes it
         pruning = asyncio.create_task(retention.keep_pruning(bot.store, 30.0, every=0.05))
-        conn = sqlite3.connect(db_path)
-        conn.execute("UPDATE conversations SET created_at=0")
-        conn.execute("UPDATE messages SET created_at=0")
-        conn.commit()
-        conn.close()
-        await slack.wait_for(lambda: texts(db_path) == [], timeout=5)
-        pruning.cancel()
+        try:
+            execute_at(db_path, "UPDATE conversations SET created_at=0")
+            execute_at(db_path, "UPDATE messages SET created_at=0")
+            await slack.wait_for(lambda: texts(db_path) == [], timeout=5)
+        finally:
+            pruning.cancel()
+            await asyncio.gather(pruning, return_exceptions=True)
     finally:
         await bot.close()
 

@@ -127,7 +127,8 @@ async def test_without_agent_sessions_the_assistant_status_is_used_and_remembere
             assert 1 <= len(calls[0]["loading_messages"]) <= 10
             assert calls[-1]["status"] == "", "cleared at the end"
         # the stream's stop did not name a session status it can't set
-        assert all("session_status" not in c.params for c in slack.calls_to("chat.stopStream"))
+        stops = slack.calls_to("chat.stopStream")
+        assert stops and all("session_status" not in c.params for c in stops)
         assert h.texts(DM, second["ts"]) == ["Fine."]
 
 
@@ -222,7 +223,7 @@ async def test_slacks_stop_ends_a_native_reply_within_a_second(
     [start] = await slack.wait_for(lambda: slack.calls_to("chat.startStream"))
     await slack.wait_for(lambda: len(slack.calls_to("chat.appendStream")) >= 2)
     # a follow-up queued behind the reply being stopped is still answered
-    follow_up = await harness.dm("and a title?", thread_ts=top["ts"])
+    await harness.dm("and a title?", thread_ts=top["ts"])
     assert start.response is not None
     stopped_at = asyncio.get_running_loop().time()
     response = await harness.stop_session(
@@ -251,7 +252,6 @@ async def test_slacks_stop_ends_a_native_reply_within_a_second(
     [(input_tokens, output_tokens, reason), _] = usage_rows(db_path)
     assert reason == "stopped" and input_tokens > 0
     assert output_tokens >= len(partial) // 8, "output counted from what was produced"
-    assert follow_up["ts"] != top["ts"]
 
 
 async def test_a_stop_for_a_finished_reply_does_nothing(harness: Harness) -> None:
@@ -333,7 +333,7 @@ async def test_a_stop_before_claude_answers_stops_that_reply_only(harness: Harne
     harness.claude.default = Script(text="Slow to start.", ttft=1.5)
     first = await harness.mention("one")
     await slack.wait_for(lambda: harness.replies(CHANNEL, first["ts"]))
-    queued = await harness.mention("two", thread_ts=first["ts"])
+    await harness.mention("two", thread_ts=first["ts"])
     [_, waiting] = await slack.wait_for(
         lambda: (r := harness.replies(CHANNEL, first["ts"])) and len(r) == 2 and r
     )
@@ -343,7 +343,6 @@ async def test_a_stop_before_claude_answers_stops_that_reply_only(harness: Harne
     texts = harness.texts(CHANNEL, first["ts"])
     assert texts == ["Slow to start.", messages.STOPPED]
     assert len(harness.claude.requests) == 1
-    assert queued["ts"] != first["ts"]
 
 
 async def test_recovery_removes_the_stop_button_a_crash_left(
