@@ -159,7 +159,7 @@ def purge_command(args: argparse.Namespace) -> int:
         if is_postgres(path):
             from slackbot.postgres_store import PostgresStore
 
-            store = await PostgresStore.open(path)
+            store = await PostgresStore.open(path, register=False)
         else:
             store = await SqliteStore.open(path)
         try:

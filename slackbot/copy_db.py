@@ -1,10 +1,10 @@
 """`slackbot copy-db --to postgresql://…`: move a team's memory from SQLite to PostgreSQL.
 
-The SQLite file is first brought to the current schema by the store's own `open` (which also
-proves the bot is stopped: a running one holds the file's lock), then every table the two
-schemas share is copied into the empty PostgreSQL database in one transaction (`COPY`, so a
-large history moves in seconds), ids and all, and each id sequence is moved past the copied
-ids. Processed events come along, so an old event Slack redelivers is still recognised. A
+The SQLite file's lock is taken (a running bot holds it: then the copy is refused) and kept
+to the end; the file is brought to the current schema by the shared migrations, then every
+table the two schemas share is copied into the empty PostgreSQL database in one transaction
+(`COPY`, so a large history moves in seconds), ids and all, and each id sequence is moved past
+the copied ids. Processed events come along, so an old event Slack redelivers is still recognised. A
 target that already holds conversations is refused: merging two memories is not a copy.
 """
 
@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import sqlite_utils
 
 from slackbot.errors import AlreadyRunning, UsageError
+from slackbot.migrations import migrations
 from slackbot.postgres_store import ATTEMPT_SECONDS, PostgresStore, masked, normalised
-from slackbot.sqlite_store import SqliteStore
+from slackbot.sqlite_store import lock_out_others
 
 #: Tables copied before the others, parents before the rows that point at them.
 FIRST = ("conversations", "messages", "images", "documents")
@@ -35,8 +38,27 @@ class Copied:
 
 
 def copy_db(sqlite_path: str, url: str) -> list[Copied]:
-    """Copy everything; the rows copied per table. Problems are one-line `UsageError`s."""
-    asyncio.run(_prepare(sqlite_path, url))
+    """Copy everything; the rows copied per table. Problems are one-line `UsageError`s.
+
+    The SQLite file's lock is held from before its migration to the end of the copy, so a bot
+    started meanwhile refuses to start instead of writing into a half-copied memory."""
+    try:
+        lock = lock_out_others(sqlite_path)
+    except AlreadyRunning:
+        raise UsageError(
+            f"the bot is running on {sqlite_path}: stop it before copying its database"
+        ) from None
+    try:
+        return _copy_all(sqlite_path, url)
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+def _copy_all(sqlite_path: str, url: str) -> list[Copied]:
+    with contextlib.closing(sqlite_utils.Database(sqlite_path)) as db:
+        migrations.apply(db)  # the file brought to the current schema, as a start would
+    asyncio.run(_create_target(url))
     with contextlib.closing(sqlite3.connect(sqlite_path)) as source:
         source_tables = _sqlite_tables(source)
         try:
@@ -56,16 +78,9 @@ def copy_db(sqlite_path: str, url: str) -> list[Copied]:
                 return [_copy(source, target, table, target_tables[table]) for table in tables]
 
 
-async def _prepare(sqlite_path: str, url: str) -> None:
-    """Both schemas current: the SQLite file migrated (and not in use), PostgreSQL created."""
-    try:
-        store = await SqliteStore.open(sqlite_path)
-    except AlreadyRunning:
-        raise UsageError(
-            f"the bot is running on {sqlite_path}: stop it before copying its database"
-        ) from None
-    await store.close()
-    target = await PostgresStore.open(url)  # migrates; unreachable: ConfigError, one line
+async def _create_target(url: str) -> None:
+    """The PostgreSQL schema created (unreachable: `ConfigError`, one line)."""
+    target = await PostgresStore.open(url, register=False)
     await target.close()
 
 

@@ -248,7 +248,7 @@ async def postgres_database(url: str) -> Result:
 
     where = masked(url)
     try:
-        store = await PostgresStore.open(url, connect_seconds=CALL_TIMEOUT)
+        store = await PostgresStore.open(url, connect_seconds=CALL_TIMEOUT, register=False)
     except ConfigError as exc:  # unreachable: the one line the start would print
         return fail("database", str(exc))
     except Exception as exc:
@@ -277,7 +277,7 @@ async def sqlite_database(path: str) -> Result:
     """Opened with the store's own `open`, which creates or migrates it as a start does (a
     fresh file and an older schema pass) and writes to it; a file a running bot holds is in
     that bot's hands, and passes."""
-    known = len(migrations.pending(sqlite_utils.Database(memory=True)))
+    known = len(POSTGRES)  # the one list of steps, both backends'
     try:
         pending = await asyncio.to_thread(_pending_migrations, path)
         store = await SqliteStore.open(path)

@@ -126,9 +126,11 @@ class PostgresStore:
         connect_seconds: float = CONNECT_SECONDS,
         size: int = POOL_SIZE,
         instance_timeout: float = INSTANCE_TIMEOUT,
+        register: bool = True,
     ) -> PostgresStore:
         """Connect (within `connect_seconds`, else `ConfigError` naming `DATABASE_URL`) and
-        migrate."""
+        migrate. `register=False` (the CLI's tools): no heartbeat, so running instances do not
+        count the tool as one of them (they split Slack's budgets by that count)."""
         url = normalised(url)
         pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             url,
@@ -150,11 +152,13 @@ class PostgresStore:
         store = cls(url=url, _pool=pool, instance_timeout=instance_timeout)
         try:
             await asyncio.to_thread(store._migrate_sync)
-            await store._beat()
+            if register:
+                await store._beat()
         except BaseException:
             await pool.close()
             raise
-        store._beating = asyncio.create_task(store._keep_beating(), name="heartbeat")
+        if register:
+            store._beating = asyncio.create_task(store._keep_beating(), name="heartbeat")
         return store
 
     async def _beat(self) -> None:

@@ -15,7 +15,7 @@ included); spend counts against the installing workspace (or Grid enterprise), w
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from slackbot.config import Settings
@@ -48,10 +48,11 @@ def week_start(now: datetime) -> datetime:
 class Quotas:
     settings: Settings
     store: Store
+    #: `SLACKBOT_PRICES` over the built-in table: built once, read before every reply.
+    prices: PriceTable = field(init=False)
 
-    @property
-    def prices(self) -> PriceTable:
-        return PriceTable.with_overrides(self.settings.prices)
+    def __post_init__(self) -> None:
+        self.prices = PriceTable.with_overrides(self.settings.prices)
 
     def cost(self, totals: Iterable[UsageTotal]) -> float:
         """Estimated USD of some usage, as `slackbot usage` prices it."""

@@ -69,7 +69,7 @@ class SqliteStore:
         The store holds an OS lock on `<path>.lock` until `close()` (or the process's end, even
         by kill -9): a second one on the same file raises `AlreadyRunning`, since its start-up
         recovery would take the first one's live replies for a crash's leftovers."""
-        lock = _lock_out_others(path)
+        lock = lock_out_others(path)
         thread = DatabaseThread(lambda: _connect(path, busy_timeout), "slackbot-store")
         store = cls(path=path, _thread=thread, _lock=lock)
         try:
@@ -894,7 +894,7 @@ def _connect(path: str, busy_timeout: float) -> sqlite_utils.Database:
     return db
 
 
-def _lock_out_others(path: str) -> int | None:
+def lock_out_others(path: str) -> int | None:
     """Take `<path>.lock` (flock, not waiting); the descriptor holds it until closed."""
     if path == ":memory:":
         return None
