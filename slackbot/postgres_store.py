@@ -584,9 +584,9 @@ class PostgresStore:
         file may, and is re-keyed the same way, under an advisory lock (instances starting
         together do it once)."""
         stray = await self._fetch_one(
-            "SELECT (SELECT count(*) FROM conversations WHERE team<>%s)"
-            " + (SELECT count(*) FROM dm_sessions WHERE team<>%s)"
-            " + (SELECT count(*) FROM channel_prompts WHERE team<>%s)",
+            "SELECT EXISTS (SELECT 1 FROM conversations WHERE team<>%s)"
+            " OR EXISTS (SELECT 1 FROM dm_sessions WHERE team<>%s)"
+            " OR EXISTS (SELECT 1 FROM channel_prompts WHERE team<>%s)",
             [workspace] * 3,
         )
         if not stray or not stray[0]:
@@ -601,15 +601,19 @@ class PostgresStore:
                 changed = conn.execute(
                     "UPDATE conversations SET team=%s WHERE team<>%s", [workspace, workspace]
                 ).rowcount
-                for table in ("dm_sessions", "channel_prompts"):
+                for table, latest in (
+                    ("dm_sessions", "last_ts"),
+                    ("channel_prompts", "updated_at"),
+                ):
                     conn.execute(
                         f"DELETE FROM {table} WHERE team<>%s AND channel IN"
                         f" (SELECT channel FROM {table} WHERE team=%s)",
                         [workspace, workspace],
                     )
-                    conn.execute(  # one row per channel: the latest stored (ctid: its place)
+                    conn.execute(  # one row per channel: the latest (by its time, then its place)
                         f"DELETE FROM {table} t WHERE team<>%s AND EXISTS (SELECT 1 FROM"
-                        f" {table} u WHERE u.channel=t.channel AND u.team<>%s AND u.ctid>t.ctid)",
+                        f" {table} u WHERE u.channel=t.channel AND u.team<>%s"
+                        f" AND (u.{latest}, u.ctid) > (t.{latest}, t.ctid))",
                         [workspace, workspace],
                     )
                     changed += conn.execute(

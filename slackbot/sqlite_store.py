@@ -687,6 +687,14 @@ class SqliteStore:
 
         def _adopt() -> int:
             db = self._db
+            stray = db.execute(
+                "SELECT EXISTS (SELECT 1 FROM conversations WHERE team<>?)"
+                " OR EXISTS (SELECT 1 FROM dm_sessions WHERE team<>?)"
+                " OR EXISTS (SELECT 1 FROM channel_prompts WHERE team<>?)",
+                [workspace] * 3,
+            ).fetchone()
+            if not stray or not stray[0]:  # the usual start: nothing to re-key, no write lock
+                return 0
             with self._transaction():
                 merge_split_conversations(db)
                 changed = db.execute(
