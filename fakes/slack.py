@@ -1764,7 +1764,12 @@ def message_event(
 
 
 def app_home_opened(
-    user: str, *, tab: str, channel: str = "D1", team_id: str = "T1"
+    user: str,
+    *,
+    tab: str,
+    channel: str = "D1",
+    team_id: str = "T1",
+    enterprise_id: str | None = None,
 ) -> dict[str, Any]:
     """The ``event_callback`` Slack sends when ``user`` opens the app's ``tab`` (``home``,
     ``messages``)."""
@@ -1775,7 +1780,12 @@ def app_home_opened(
         "tab": tab,
         "event_ts": f"{time.time():.6f}",
     }
-    return event_callback(event, team_id=team_id)
+    return event_callback(
+        event,
+        team_id=team_id,
+        enterprise_id=enterprise_id,
+        is_enterprise_install=enterprise_id is not None,
+    )
 
 
 def signed_interaction_request(

@@ -123,7 +123,10 @@ def build_app(
     async def show_app_home(
         event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
     ) -> None:
-        home.opened(event, team=str(context.team_id or body.get("team_id") or ""))
+        # Usage is kept under the installation (the Grid enterprise, else the team): the same
+        # key here, or an org-wide install's Home tab would show no usage.
+        team = enterprise_of(body) or str(context.team_id or body.get("team_id") or "")
+        home.opened(event, team=team)
 
     commands = Commands(conversations)
 

@@ -1,10 +1,10 @@
 """Slack Web API calls that must land: rate limits waited out, transient failures retried.
 
 slack_sdk retries connection errors and (with the handler `server.py` installs) 5xx answers a
-couple of times; these helpers add what a reply needs on top: `ratelimited` answers wait for
-`Retry-After` (`call_with_retry`), and a post without which there is nowhere to answer (the
-placeholder) is retried with backoff through 5xx answers and network errors for up to a minute
-(`post_with_backoff`).
+couple of times; on top, a post without which there is nowhere to answer (the placeholder) is
+retried through rate limits (`Retry-After`), 5xx answers and network errors for up to a
+minute (`post_with_backoff`); edits that must land take their turn in the workspace's budget
+(`update_reply`, `session_status`).
 """
 
 from __future__ import annotations
@@ -52,20 +52,6 @@ def is_transient(exc: BaseException) -> bool:
         status = exc.response.status_code
         return status >= 500 or exc.response.get("error") in SLACK_SIDE_ERRORS
     return isinstance(exc, aiohttp.ClientError | TimeoutError | OSError)
-
-
-async def call_with_retry(call: Callable[[], Awaitable[Any]], *, what: str) -> Any:
-    """Run a Slack call that must land (a final edit, a post), waiting out rate limits."""
-    for attempt in range(1, FINAL_ATTEMPTS + 1):
-        try:
-            return await call()
-        except SlackApiError as exc:
-            wait = retry_after_seconds(exc)
-            if wait is None or attempt == FINAL_ATTEMPTS:
-                raise
-            log.info("%s rate-limited; retrying in %.1fs", what, wait)
-            await asyncio.sleep(wait)
-    raise AssertionError("unreachable")
 
 
 async def post_with_backoff(

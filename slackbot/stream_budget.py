@@ -80,10 +80,6 @@ class StartStopBudget:
         """Slack rate-limited a start or stop: no new stream for `seconds`."""
         self._held_until = max(self._held_until, self._clock() + seconds)
 
-    @property
-    def open_streams(self) -> int:
-        return self._owed_stops
-
 
 class TeamStreams:
     """One workspace's native streaming: its Tier-2 and Tier-4 budgets and whether its Slack

@@ -59,6 +59,9 @@ def split_remainder(content: str, limit: int) -> tuple[str, str, str]:
     raise AssertionError("split_first returned a remainder that is not a suffix of its input")
 
 
+#: Enough of a thinking summary for the progress line's few words; the rest is never looked at.
+THINKING_CHARS = 400
+
 class UpdateReply:
     """The Slack side of one reply (one placeholder, maybe continuation messages)."""
 
@@ -98,7 +101,7 @@ class UpdateReply:
         self._button_on: set[str] = set()
         #: What the model is doing while no answer text streams (thinking, a tool call).
         self._progress: str | None = None
-        self._thinking: list[str] = []
+        self._thinking = ""  # the start of the thinking summary: the progress line's words
         self._urgent = False
         self._urgent_set = asyncio.Event()
         self._last_edit = 0.0
@@ -202,14 +205,15 @@ class UpdateReply:
             self.text += self._sources.markers(event.locations)
             self._dirty.set()
         elif isinstance(event, ThinkingStarted):
-            self._thinking = []
+            self._thinking = ""
             self._show_progress(messages.THINKING_PROGRESS)
         elif isinstance(event, ThinkingDelta):
-            self._thinking.append(event.text)
-            summary = messages.thinking_progress("".join(self._thinking))
-            if summary:
-                self._progress = summary  # a refinement of the same line: no hurry
-                self._dirty.set()
+            if len(self._thinking) < THINKING_CHARS:  # the line shows its first words only
+                self._thinking += event.text
+                summary = messages.thinking_progress(self._thinking)
+                if summary and summary != self._progress:
+                    self._progress = summary  # a refinement of the same line: no hurry
+                    self._dirty.set()
         elif isinstance(event, ToolCall):
             self._show_progress(messages.tool_progress(event.name, event.input))
 

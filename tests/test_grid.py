@@ -9,7 +9,15 @@ from typing import Any
 import sqlite_utils
 
 from fakes.claude import FakeClaude
-from fakes.harness import CHANNEL, DM, Harness, conversation, make_settings, start_harness
+from fakes.harness import (
+    CHANNEL,
+    DM,
+    Harness,
+    conversation,
+    make_settings,
+    running_harness,
+    start_harness,
+)
 from fakes.slack import FakeSlack, event_callback, message_event
 from slackbot.migrations import migrations
 from slackbot.server import create_bot, prepare
@@ -193,3 +201,24 @@ async def test_start_up_adopts_the_installations_key_and_old_threads_carry_on(
     texts = [b["text"] for m in conversation(claude.requests[-1]) for b in m["content"]]
     assert texts == ["Alice: remember 7", "Noted: 7.", "Bob: and 8", "Bob: which numbers?"]
     assert claude.requests[-1]["system"].endswith("Be brief.")
+
+
+async def test_an_org_wide_installs_home_tab_shows_the_viewers_usage(
+    slack: FakeSlack, claude: FakeClaude, db_path: str
+) -> None:
+    """Usage is kept under the Grid org, whichever workspace the reply was asked in: the Home
+    tab, opened from another workspace of the org, finds it."""
+    from fakes.slack import app_home_opened
+
+    org_users(slack)
+    async with running_harness(slack, claude, db_path) as h:
+        root = slack.add_user_message(CHANNEL, "U1", "<@UBOT> hello")
+        await deliver_from(h, root, "T1")
+        await h.settled()
+        response = await h.post_event(
+            app_home_opened("U1", tab="home", team_id="T2", enterprise_id="E1")
+        )
+        assert response.status == 200
+        await slack.wait_for(lambda: "U1" in slack.home_views)
+        text = str(slack.home_views["U1"])
+        assert "1 reply" in text
