@@ -50,6 +50,12 @@ class ChosenReplies:
         """Every workspace's `chat.update` budget (shared with the status calls)."""
         return self.updates.budgets
 
+    def split_among(self, instances: int) -> None:
+        """Several instances on one database: this one takes its part of every workspace's
+        Slack budgets, the edits' (with the status calls) and the native streams'."""
+        self.updates.budgets.split_among(instances)
+        self.streams.split_among(instances)
+
     def uses_native(self, msg: Incoming) -> bool:
         if msg.thread_root is None or self.streaming == "update":
             return False

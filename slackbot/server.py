@@ -60,8 +60,8 @@ class Bot:
     conversations: Conversations
     app: AsyncApp
     metrics: Metrics
-    #: Slack's per-workspace budgets for this process (split among the live instances).
-    budgets: EditBudgets
+    #: The replies and Slack's per-workspace budgets behind them (split among live instances).
+    replies: ChosenReplies
     #: SIGTERM came: `/healthz` says 503 so the load balancer moves on; events still answered.
     draining: bool = False
 
@@ -133,7 +133,8 @@ async def create_bot(
     budgets = EditBudgets(
         settings.edit_budget_per_minute, settings.edit_burst, on_wait=metrics.budget_waited
     )
-    metrics.count_in_flight(lambda: budgets.open_replies)
+    # Turns from their arrival to their final text, whichever way they stream.
+    metrics.count_in_flight(lambda: len(conversations.stops))
     status = SessionStatus(slack, budgets)
     replies = ChosenReplies(
         slack,
@@ -171,7 +172,7 @@ async def create_bot(
     )
     desk = FeedbackDesk(slack, store, conversations.tasks)
     app = build_app(settings, client=slack, conversations=conversations, desk=desk, home=home)
-    return Bot(settings, store, session, slack, anthropic, conversations, app, metrics, budgets)
+    return Bot(settings, store, session, slack, anthropic, conversations, app, metrics, replies)
 
 
 #: The largest request body accepted (aiohttp's default, made explicit); above it aiohttp
@@ -369,10 +370,7 @@ async def watch_instances(bot: Bot) -> None:
     every = max(0.5, bot.settings.instance_timeout / 3)
     while not bot.draining:
         try:
-            instances = await bot.store.live_instances()
-            bot.budgets.split_among(instances)
-            if isinstance(bot.conversations.replies, ChosenReplies):
-                bot.conversations.replies.streams.split_among(instances)
+            bot.replies.split_among(await bot.store.live_instances())
         except Exception as exc:  # the database is away: keep the last split
             log.warning("could not count the live instances: %r", exc)
         await asyncio.sleep(every)

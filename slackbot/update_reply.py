@@ -62,6 +62,7 @@ def split_remainder(content: str, limit: int) -> tuple[str, str, str]:
 #: Enough of a thinking summary for the progress line's few words; the rest is never looked at.
 THINKING_CHARS = 400
 
+
 class UpdateReply:
     """The Slack side of one reply (one placeholder, maybe continuation messages)."""
 

@@ -4,7 +4,6 @@ across instances, a database that is down or drops away. Against a real server."
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from typing import Any
 
@@ -17,6 +16,7 @@ from slackbot.config import load_settings
 from slackbot.errors import ConfigError
 from slackbot.migrations import POSTGRES, migrations
 from slackbot.postgres_store import PostgresStore, masked, normalised
+from tests.processes import free_port
 from tests.test_config import BASE, run_slackbot
 
 TYPES = {
@@ -153,7 +153,7 @@ async def test_a_claim_is_won_by_exactly_one_instance(postgres_url: str) -> None
 
 
 async def test_an_unreachable_database_stops_the_start_quickly_with_the_password_masked() -> None:
-    url = f"postgres://bot:s3cret@127.0.0.1:{closed_port()}/slackbot"
+    url = f"postgres://bot:s3cret@127.0.0.1:{free_port()}/slackbot"
     started = time.monotonic()
     with pytest.raises(ConfigError) as raised:
         await PostgresStore.open(url, connect_seconds=2)
@@ -191,15 +191,8 @@ def test_urls_are_masked_and_heroku_spelling_accepted() -> None:
     assert normalised("postgres://u@h/d") == "postgresql://u@h/d"
 
 
-def closed_port() -> int:
-    """A local port nothing listens on (connections are refused at once)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_the_bot_stops_within_15_seconds_on_an_unreachable_database(tmp_path) -> None:
-    url = f"postgresql://bot:s3cret@127.0.0.1:{closed_port()}/slackbot"
+    url = f"postgresql://bot:s3cret@127.0.0.1:{free_port()}/slackbot"
     started = time.monotonic()
     proc = run_slackbot(tmp_path, {**BASE, "DATABASE_URL": url}, timeout=40)
     took = time.monotonic() - started
